@@ -1,0 +1,188 @@
+//! Layered, typed configuration: defaults in code, then an optional TOML file, then `HOMESTATION_<SVC>__…` variables.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// Where an operator's config file is found, if any.
+pub const CONFIG_FILE_VAR: &str = "HOMESTATION_CONFIG_FILE";
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+/// The environment prefix of a service: `inventory` → `HOMESTATION_INVENTORY__`.
+pub fn env_prefix(service: &str) -> String {
+    format!("HOMESTATION_{}__", service.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// Loads `T` from its defaults, the file named by `HOMESTATION_CONFIG_FILE`, and the service's variables.
+pub fn load_config<T: DeserializeOwned>(service: &str) -> Result<T, ConfigError> {
+    let mut figment = Figment::new();
+    if let Some(path) = std::env::var_os(CONFIG_FILE_VAR).map(PathBuf::from) {
+        if !path.exists() {
+            return Err(ConfigError(format!(
+                "{CONFIG_FILE_VAR} names {} which does not exist",
+                path.display()
+            )));
+        }
+        figment = figment.merge(Toml::file(path));
+    }
+    figment
+        .merge(Env::prefixed(&env_prefix(service)).split("__"))
+        .extract()
+        .map_err(|e| ConfigError(one_line(&e)))
+}
+
+fn one_line(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// An HTTP or gRPC listener. Port 0 picks a free port, which tests rely on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HttpSettings {
+    pub fn with_port(port: u16) -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    pub async fn bind(&self) -> std::io::Result<tokio::net::TcpListener> {
+        tokio::net::TcpListener::bind((self.host.as_str(), self.port)).await
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self::with_port(8080)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// A `postgres://` URL; it may hold a password, so it is a secret.
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("postgres://postgres@127.0.0.1:5432/homestation"),
+            max_connections: 10,
+            connect_timeout_secs: 5,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    /// A pool that connects lazily, so a service starts (and reports not ready) while PostgreSQL is away.
+    pub fn pool(&self) -> Result<sqlx::PgPool, ConfigError> {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(Duration::from_secs(self.connect_timeout_secs))
+            .connect_lazy(self.url.expose_secret())
+            .map_err(|e| ConfigError(format!("database.url: {e}")))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsSettings {
+    pub url: String,
+    /// Prefix of every subject and stream; empty in production, unique per test.
+    pub namespace: String,
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            namespace: String::new(),
+            connect_timeout_secs: 5,
+        }
+    }
+}
+
+impl NatsSettings {
+    pub async fn connect(&self, name: &str) -> Result<async_nats::Client, ConfigError> {
+        async_nats::ConnectOptions::new()
+            .name(name)
+            .connection_timeout(Duration::from_secs(self.connect_timeout_secs))
+            .retry_on_initial_connect()
+            .connect(&self.url)
+            .await
+            .map_err(|e| ConfigError(format!("nats.url {}: {e}", self.url)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields, default)]
+    struct Sample {
+        http: HttpSettings,
+        database: DatabaseSettings,
+    }
+
+    #[test]
+    fn env_prefix_is_upper_snake() {
+        assert_eq!(env_prefix("edge-registry"), "HOMESTATION_EDGE_REGISTRY__");
+    }
+
+    #[test]
+    fn variables_override_file_and_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[http]\nport = 9000\nhost = \"0.0.0.0\"\n")?;
+            jail.set_env(CONFIG_FILE_VAR, "c.toml");
+            jail.set_env("HOMESTATION_SAMPLE__HTTP__PORT", "9100");
+            let cfg: Sample = load_config("sample").expect("loads");
+            assert_eq!(cfg.http.port, 9100);
+            assert_eq!(cfg.http.host, "0.0.0.0");
+            assert_eq!(cfg.database.max_connections, 10);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_are_one_line_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HOMESTATION_SAMPLE__HTTP__PORT", "not-a-port");
+            let err = load_config::<Sample>("sample").unwrap_err().to_string();
+            assert!(err.contains("port"), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn database_url_never_reaches_debug() {
+        let settings = DatabaseSettings {
+            url: SecretString::from("postgres://u:hunter2-sample@db/x"),
+            ..Default::default()
+        };
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,114 @@
+//! One shutdown signal for every listener, consumer and scheduler of a service, and the grace period that bounds draining.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// Cloned into every long-running task; cancelled once on SIGINT/SIGTERM or by a test.
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown {
+    token: CancellationToken,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A shutdown that triggers on SIGINT or SIGTERM.
+    pub fn on_signals() -> Self {
+        let shutdown = Self::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received, draining");
+            trigger.trigger();
+        });
+        shutdown
+    }
+
+    pub fn trigger(&self) {
+        self.token.cancel();
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Resolves once shutdown has been triggered.
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.token.clone().cancelled_owned()
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Waits for `work` to finish after shutdown, but no longer than `grace`; returns false if it was cut off.
+pub async fn drain<F: Future>(work: F, grace: Duration) -> bool {
+    tokio::time::timeout(grace, work).await.is_ok()
+}
+
+/// The long-running tasks of a service: listeners, consumers, relays. One failing stops them all.
+#[derive(Default)]
+pub struct Tasks {
+    set: tokio::task::JoinSet<(&'static str, Result<(), String>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{task} stopped: {reason}")]
+pub struct TaskError {
+    pub task: &'static str,
+    pub reason: String,
+}
+
+impl Tasks {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn spawn<F, E>(&mut self, name: &'static str, work: F)
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        self.set
+            .spawn(async move { (name, work.await.map_err(|e| e.to_string())) });
+    }
+
+    /// Runs until `shutdown` triggers or a task fails, then gives the rest `grace` to finish.
+    pub async fn run(mut self, shutdown: Shutdown, grace: Duration) -> Result<(), TaskError> {
+        let mut failure = None;
+        while !shutdown.is_triggered() {
+            tokio::select! {
+                _ = shutdown.wait() => {}
+                joined = self.set.join_next() => match joined {
+                    None => break,
+                    Some(outcome) => {
+                        let (task, reason) = match outcome {
+                            Ok((task, Ok(()))) => (task, "ended before shutdown".to_owned()),
+                            Ok((task, Err(e))) => (task, e),
+                            Err(e) => ("task", e.to_string()),
+                        };
+                        tracing::error!(task, reason, "a task stopped; shutting down");
+                        failure = Some(TaskError { task, reason });
+                        shutdown.trigger();
+                    }
+                },
+            }
+        }
+        let drained = drain(async { while self.set.join_next().await.is_some() {} }, grace).await;
+        if !drained {
+            tracing::warn!(?grace, "grace period over; aborting what is left");
+            self.set.abort_all();
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
