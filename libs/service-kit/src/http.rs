@@ -92,9 +92,10 @@ fn request_span(request: &Request) -> tracing::Span {
         request_id,
     );
     // Continue the caller's trace when it sent a W3C `traceparent`.
-    let parent = opentelemetry::global::get_text_map_propagator(|p| {
-        p.extract(&HeaderExtractor(request.headers()))
-    });
+    let parent = opentelemetry::propagation::TextMapPropagator::extract(
+        &opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        &HeaderExtractor(request.headers()),
+    );
     let _ = span.set_parent(parent);
     span
 }

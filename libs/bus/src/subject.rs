@@ -1,0 +1,172 @@
+//! Subjects and streams: a namespace prefix (empty in production, unique per test) and one stream per domain.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+use crate::events::Kind;
+use crate::BusError;
+
+/// Prefixes every subject and stream name, so tests sharing one nats-server never see each other.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespace(String);
+
+impl Namespace {
+    pub fn production() -> Self {
+        Self::default()
+    }
+
+    pub fn parse(raw: &str) -> crate::Result<Self> {
+        let valid = raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(BusError::Namespace(raw.to_owned()))
+        }
+    }
+
+    /// `edge.v1.node.enrolled` → `t1234.edge.v1.node.enrolled` in a test namespace.
+    pub fn subject(&self, relative: &str) -> String {
+        if self.0.is_empty() {
+            relative.to_owned()
+        } else {
+            format!("{}.{relative}", self.0)
+        }
+    }
+
+    /// The subject with this namespace's prefix removed, or None if it is not in this namespace.
+    pub fn strip<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        if self.0.is_empty() {
+            Some(subject)
+        } else {
+            subject.strip_prefix(self.0.as_str())?.strip_prefix('.')
+        }
+    }
+
+    fn stream_name(&self, stream: Stream) -> String {
+        if self.0.is_empty() {
+            stream.base_name().to_owned()
+        } else {
+            format!("{}_{}", self.0.to_ascii_uppercase().replace('-', "_"), stream.base_name())
+        }
+    }
+}
+
+/// The JetStream streams of HomeStation; which kinds land in which stream is said once, in `events.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Edge,
+    Heartbeats,
+    Deploy,
+    Backup,
+    Secrets,
+    Inventory,
+    DeadLetter,
+}
+
+/// Where payloads that cannot be handled go, with the reason in a header.
+pub(crate) const DEAD_LETTER_ROOT: &str = "deadletter.v1";
+
+impl Stream {
+    pub const ALL: [Stream; 7] = [
+        Stream::Edge,
+        Stream::Heartbeats,
+        Stream::Deploy,
+        Stream::Backup,
+        Stream::Secrets,
+        Stream::Inventory,
+        Stream::DeadLetter,
+    ];
+
+    fn base_name(self) -> &'static str {
+        match self {
+            Stream::Edge => "EDGE",
+            Stream::Heartbeats => "HEARTBEATS",
+            Stream::Deploy => "DEPLOY",
+            Stream::Backup => "BACKUP",
+            Stream::Secrets => "SECRETS",
+            Stream::Inventory => "INVENTORY",
+            Stream::DeadLetter => "DEADLETTER",
+        }
+    }
+
+    pub fn name(self, ns: &Namespace) -> String {
+        ns.stream_name(self)
+    }
+
+    /// Heartbeats matter only while fresh; everything else is kept a week for replays and audits.
+    fn max_age(self) -> Duration {
+        match self {
+            Stream::Heartbeats => Duration::from_secs(10 * 60),
+            Stream::DeadLetter => Duration::from_secs(30 * 24 * 3600),
+            _ => Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+
+    fn subjects(self, ns: &Namespace) -> Vec<String> {
+        if self == Stream::DeadLetter {
+            return vec![ns.subject(&format!("{DEAD_LETTER_ROOT}.>"))];
+        }
+        Kind::ALL
+            .iter()
+            .filter(|k| k.stream() == self)
+            .map(|k| ns.subject(k.pattern()))
+            .collect()
+    }
+
+    fn config(self, ns: &Namespace) -> stream::Config {
+        stream::Config {
+            name: self.name(ns),
+            subjects: self.subjects(ns),
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            max_age: self.max_age(),
+            // Publishes carry Nats-Msg-Id; a retry within this window is dropped by the server.
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        }
+    }
+}
+
+/// Creates or updates every stream in `ns`; idempotent, run by every service at start.
+pub async fn ensure_streams(js: &jetstream::Context, ns: &Namespace) -> crate::Result<()> {
+    for stream in Stream::ALL {
+        js.create_or_update_stream(stream.config(ns))
+            .await
+            .map_err(|e| BusError::Stream {
+                stream: stream.name(ns),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_prefix_subjects_and_streams() {
+        let ns = Namespace::parse("t-42").unwrap();
+        assert_eq!(ns.subject("edge.v1.node.enrolled"), "t-42.edge.v1.node.enrolled");
+        assert_eq!(ns.strip("t-42.deploy.v1.synced"), Some("deploy.v1.synced"));
+        assert_eq!(ns.strip("other.deploy.v1.synced"), None);
+        assert_eq!(Stream::Edge.name(&ns), "T_42_EDGE");
+        assert_eq!(Stream::Edge.name(&Namespace::production()), "EDGE");
+        assert!(Namespace::parse("Bad.Name").is_err());
+    }
+
+    #[test]
+    fn every_kind_belongs_to_exactly_one_stream_and_streams_do_not_overlap() {
+        let ns = Namespace::production();
+        let mut seen = std::collections::HashSet::new();
+        for stream in Stream::ALL {
+            for subject in stream.subjects(&ns) {
+                assert!(seen.insert(subject.clone()), "{subject} is in two streams");
+            }
+        }
+        assert_eq!(seen.len(), Kind::ALL.len() + 1);
+    }
+}
