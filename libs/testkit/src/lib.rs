@@ -1,1 +1,178 @@
+//! Test harness for HomeStation services: a fresh database and NATS namespace per test, tokens, captured spans.
+//!
+//! Everything here talks to real servers (PostgreSQL and nats-server, started by `make test`).
+//! `HOMESTATION_TEST_DATABASE_URL` and `HOMESTATION_TEST_NATS_URL` point elsewhere when needed.
 
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use service_kit::{Service, Shutdown};
+use sqlx::{Connection, Executor, PgConnection};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+use uuid::Uuid;
+
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// Test databases older than this are dropped by later runs (a crashed test leaves its database behind).
+const STALE_AFTER: Duration = Duration::from_secs(3600);
+const DB_PREFIX: &str = "hs_test_";
+
+fn admin_url() -> String {
+    std::env::var("HOMESTATION_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into())
+}
+
+pub fn nats_url() -> String {
+    std::env::var("HOMESTATION_TEST_NATS_URL").unwrap_or_else(|_| DEFAULT_NATS_URL.into())
+}
+
+/// A database created for one test on the real PostgreSQL.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+/// Creates an empty database named `hs_test_<time>_<uuid>` and drops stale ones left by crashed runs.
+pub async fn database() -> TestDatabase {
+    let admin = admin_url();
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is not reachable ({e}); run `make services`"));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
+    drop_stale(&mut conn, now).await;
+    let name = format!("{DB_PREFIX}{now}_{}", Uuid::new_v4().simple());
+    // The name is ours (a prefix, digits and hex), so formatting it into DDL is safe.
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create test database");
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+    TestDatabase {
+        url: format!("{base}/{name}"),
+        name,
+    }
+}
+
+async fn drop_stale(conn: &mut PgConnection, now: u64) {
+    let names: Vec<(String,)> = sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'hs\\_test\\_%'")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_default();
+    for (name,) in names {
+        let created = name
+            .strip_prefix(DB_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|t| t.parse::<u64>().ok());
+        if created.is_some_and(|t| now.saturating_sub(t) > STALE_AFTER.as_secs()) {
+            let _ = conn
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                )))
+                .await;
+        }
+    }
+}
+
+/// A NATS namespace no other test uses: its streams and subjects are its own.
+pub fn nats_namespace() -> String {
+    format!("t{}", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A random bearer token made for this test, and the SHA-256 that goes into the service's config.
+pub fn token() -> (String, String) {
+    let token = format!("hs_{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    let digest = service_kit::auth::token_sha256(&token);
+    (token, digest)
+}
+
+/// A service running on its own task; [`RunningApp::stop`] shuts it down as SIGTERM would.
+pub struct RunningApp {
+    shutdown: Shutdown,
+    handle: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+/// Runs a built service until the test stops it.
+pub fn spawn<S: Service>(app: S) -> RunningApp {
+    let shutdown = Shutdown::new();
+    let signal = shutdown.clone();
+    let handle = tokio::spawn(async move {
+        app.run_until_stopped(signal)
+            .await
+            .map_err(|e| service_kit::service::error_chain(&e))
+    });
+    RunningApp { shutdown, handle }
+}
+
+impl RunningApp {
+    pub async fn stop(self) -> Result<(), String> {
+        self.shutdown.trigger();
+        self.handle.await.expect("service task panicked")
+    }
+}
+
+/// Polls `check` until it returns Some, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Spans exported by this test process, through the real OpenTelemetry SDK into memory.
+pub struct SpanCapture {
+    exporter: InMemorySpanExporter,
+    provider: SdkTracerProvider,
+}
+
+impl SpanCapture {
+    pub fn spans(&self) -> Vec<SpanData> {
+        let _ = self.provider.force_flush();
+        self.exporter.get_finished_spans().expect("in-memory exporter")
+    }
+
+    pub fn named(&self, name: &str) -> Vec<SpanData> {
+        self.spans().into_iter().filter(|s| s.name == name).collect()
+    }
+}
+
+/// Installs the test's global subscriber with span capture (and logs when `TEST_LOG` is set).
+/// nextest runs each test in its own process, so each test gets its own capture.
+pub fn capture_spans() -> SpanCapture {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("testkit"))
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    let _ = tracing_subscriber::registry().with(otel).with(test_logs()).try_init();
+    SpanCapture { exporter, provider }
+}
+
+/// Logs to the test's output when `TEST_LOG` is set; nothing otherwise.
+pub fn init_logs() {
+    let _ = tracing_subscriber::registry().with(test_logs()).try_init();
+}
+
+fn test_logs<S>() -> Option<impl Layer<S>>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    std::env::var_os("TEST_LOG").map(|_| {
+        tracing_subscriber::fmt::layer()
+            .with_test_writer()
+            .with_filter(tracing_subscriber::EnvFilter::new(
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            ))
+    })
+}

@@ -1,0 +1,349 @@
+//! Inventory's domain types; input becomes one of these once, at the edge, by parsing.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Why an input was refused, naming the field.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: String,
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Invalid> for service_kit::ApiError {
+    fn from(e: Invalid) -> Self {
+        service_kit::ApiError::invalid(e.field, e.message)
+    }
+}
+
+/// A DNS-1123 label (what Kubernetes accepts as a node or service name): 1–63 of `a-z0-9-`, alphanumeric at both ends.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
+#[schema(value_type = String, example = "jetson-orin-1")]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, Invalid> {
+        let ok_chars = raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let ok_ends = raw
+            .bytes()
+            .next()
+            .zip(raw.bytes().last())
+            .is_some_and(|(a, z)| a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric());
+        if raw.is_empty() || raw.len() > 63 || !ok_chars || !ok_ends {
+            return Err(Invalid::new(
+                field,
+                format!(
+                    "{raw:?} is not a valid name: use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+                ),
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    Control,
+    Worker,
+    Edge,
+    Vm,
+}
+
+impl NodeKind {
+    pub const ALL: [NodeKind; 4] = [Self::Control, Self::Worker, Self::Edge, Self::Vm];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Control => "control",
+            Self::Worker => "worker",
+            Self::Edge => "edge",
+            Self::Vm => "vm",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Unknown,
+    Healthy,
+    Degraded,
+    Offline,
+}
+
+impl Health {
+    pub const ALL: [Health; 4] = [Self::Unknown, Self::Healthy, Self::Degraded, Self::Offline];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Healthy => "healthy",
+            Self::Degraded => "degraded",
+            Self::Offline => "offline",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|h| h.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    pub cpu_millicores: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub gpus: Option<u32>,
+}
+
+/// GPU and platform facts, as reported by an edge node (JetPack, L4T, CUDA) or entered by hand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuFacts {
+    pub model: String,
+    pub jetpack: Option<String>,
+    pub l4t: Option<String>,
+    pub cuda: Option<String>,
+    pub gpu_name: Option<String>,
+    pub memory_bytes: u64,
+    pub architecture: String,
+}
+
+impl From<bus::HardwareFacts> for GpuFacts {
+    fn from(f: bus::HardwareFacts) -> Self {
+        Self {
+            model: f.model,
+            jetpack: f.jetpack,
+            l4t: f.l4t,
+            cuda: f.cuda,
+            gpu_name: f.gpu_name,
+            memory_bytes: f.memory_bytes,
+            architecture: f.architecture,
+        }
+    }
+}
+
+/// The body of `POST /v1/nodes`, as sent.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRequest {
+    pub name: String,
+    pub kind: NodeKind,
+    #[serde(default)]
+    #[schema(value_type = Vec<String>, example = json!(["100.64.0.10"]))]
+    pub addresses: Vec<IpAddr>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub capacity: Capacity,
+    pub gpu: Option<GpuFacts>,
+}
+
+/// A node to record, valid by construction.
+#[derive(Debug, Clone)]
+pub struct NewNode {
+    pub name: Name,
+    pub kind: NodeKind,
+    pub addresses: Vec<IpAddr>,
+    pub labels: Labels,
+    pub capacity: Capacity,
+    pub gpu: Option<GpuFacts>,
+}
+
+impl TryFrom<NodeRequest> for NewNode {
+    type Error = Invalid;
+
+    fn try_from(r: NodeRequest) -> Result<Self, Invalid> {
+        Ok(Self {
+            name: Name::parse("name", &r.name)?,
+            kind: r.kind,
+            addresses: r.addresses,
+            labels: Labels::parse(r.labels)?,
+            capacity: r.capacity,
+            gpu: r.gpu,
+        })
+    }
+}
+
+/// Kubernetes-style labels: `[prefix/]name` keys, values of at most 63 characters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Labels(BTreeMap<String, String>);
+
+impl Labels {
+    pub fn parse(raw: BTreeMap<String, String>) -> Result<Self, Invalid> {
+        for (key, value) in &raw {
+            let field = format!("labels.{key}");
+            let (prefix, name) = key.rsplit_once('/').map_or((None, key.as_str()), |(p, n)| (Some(p), n));
+            let segment_ok = |s: &str, max: usize| {
+                !s.is_empty()
+                    && s.len() <= max
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                    && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                    && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+            };
+            let prefix_ok = prefix.is_none_or(|p| {
+                p.len() <= 253 && p.split('.').all(|part| Name::parse("", part).is_ok())
+            });
+            if !segment_ok(name, 63) || !prefix_ok {
+                return Err(Invalid::new(field, "is not a valid label key ([prefix/]name)"));
+            }
+            if !value.is_empty() && !segment_ok(value, 63) {
+                return Err(Invalid::new(field, format!("{value:?} is not a valid label value")));
+            }
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn into_inner(self) -> BTreeMap<String, String> {
+        self.0
+    }
+}
+
+/// The body of `POST /v1/services`, as sent.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRequest {
+    pub name: String,
+    pub namespace: String,
+    /// URLs where the service answers, e.g. `http://inventory.homestation:8080`.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewService {
+    pub name: Name,
+    pub namespace: Name,
+    pub endpoints: Vec<Endpoint>,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+}
+
+impl TryFrom<ServiceRequest> for NewService {
+    type Error = Invalid;
+
+    fn try_from(r: ServiceRequest) -> Result<Self, Invalid> {
+        let endpoints = r
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Endpoint::parse(&format!("endpoints[{i}]"), e))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            name: Name::parse("name", &r.name)?,
+            namespace: Name::parse("namespace", &r.namespace)?,
+            endpoints,
+            owner: r.owner,
+            description: r.description,
+        })
+    }
+}
+
+/// An `http(s)://host[:port][/path]` URL; the host and port are what Prometheus scrapes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(value_type = String)]
+pub struct Endpoint(String);
+
+impl Endpoint {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, Invalid> {
+        let rest = raw
+            .strip_prefix("http://")
+            .or_else(|| raw.strip_prefix("https://"))
+            .ok_or_else(|| Invalid::new(field, format!("{raw:?} must start with http:// or https://")))?;
+        let host_port = rest.split('/').next().unwrap_or_default();
+        let valid_host = !host_port.is_empty()
+            && host_port
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+        if !valid_host {
+            return Err(Invalid::new(field, format!("{raw:?} has no valid host")));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `host:port` with the scheme's default port filled in.
+    pub fn target(&self) -> String {
+        let (rest, default_port) = match self.0.strip_prefix("https://") {
+            Some(rest) => (rest, 443),
+            None => (self.0.strip_prefix("http://").unwrap_or(&self.0), 80),
+        };
+        let host_port = rest.split('/').next().unwrap_or_default();
+        // "[fd00::1]" ends in "1]", which is no port; "[fd00::1]:9100" ends in one.
+        let has_port = host_port
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+        if has_port {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:{default_port}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dns_1123() {
+        assert!(Name::parse("n", "jetson-orin-1").is_ok());
+        for bad in ["", "-a", "a-", "Upper", "a_b", &"x".repeat(64)] {
+            let err = Name::parse("name", bad).unwrap_err();
+            assert_eq!(err.field, "name");
+        }
+    }
+
+    #[test]
+    fn labels_are_checked_with_the_key_as_field() {
+        let ok = BTreeMap::from([("homestation.io/jetpack".to_owned(), "6.0".to_owned())]);
+        assert!(Labels::parse(ok).is_ok());
+        let bad = BTreeMap::from([("bad key".to_owned(), "x".to_owned())]);
+        assert_eq!(Labels::parse(bad).unwrap_err().field, "labels.bad key");
+    }
+
+    #[test]
+    fn endpoints_give_scrape_targets() {
+        let e = |s| Endpoint::parse("e", s).unwrap().target();
+        assert_eq!(e("http://inventory:8080/metrics"), "inventory:8080");
+        assert_eq!(e("https://grafana.lab"), "grafana.lab:443");
+        assert_eq!(e("http://10.0.0.5"), "10.0.0.5:80");
+        assert_eq!(e("http://[fd00::1]:9100"), "[fd00::1]:9100");
+        assert!(Endpoint::parse("endpoints[0]", "ftp://x").is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! Keeps the unified view current from the other services' events, and publishes inventory's own through the outbox.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bus::{Change, Entity, Envelope, Event, HandleError, Handler, Namespace, Publisher};
+use serde_json::json;
+use service_kit::Shutdown;
+use sqlx::types::Json;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::domain::{GpuFacts, Health};
+use crate::store::{self, event_name, Tx};
+
+/// Applies events to the database, each exactly once (the ledger), in one transaction with its effects.
+pub struct Applier {
+    pub pool: PgPool,
+    /// Wakes the outbox relay once a change is committed.
+    pub outbox: Arc<Notify>,
+}
+
+fn retry(e: sqlx::Error) -> HandleError {
+    HandleError::Retry(format!("database: {e}"))
+}
+
+impl Handler for Applier {
+    async fn handle(&self, envelope: Envelope) -> Result<(), HandleError> {
+        if let Event::NodeHeartbeat(beat) = &envelope.event {
+            // Heartbeats are many and monotonic: applying one twice changes nothing, so no ledger entry.
+            return heartbeat(&self.pool, &envelope, beat).await.map_err(retry);
+        }
+        let mut tx = self.pool.begin().await.map_err(retry)?;
+        if !store::claim_event(&mut tx, envelope.id, &envelope.event.subject())
+            .await
+            .map_err(retry)?
+        {
+            tracing::debug!(event.id = %envelope.id, "already applied; skipping");
+            return Ok(());
+        }
+        match apply(&mut tx, &envelope).await {
+            Ok(()) => {}
+            Err(Failure::Reject(reason)) => return Err(HandleError::Reject(reason)),
+            Err(Failure::Db(e)) => return Err(retry(e)),
+        }
+        tx.commit().await.map_err(retry)?;
+        self.outbox.notify_one();
+        Ok(())
+    }
+}
+
+enum Failure {
+    Reject(String),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+async fn heartbeat(pool: &PgPool, envelope: &Envelope, beat: &bus::NodeHeartbeat) -> sqlx::Result<()> {
+    let updated = sqlx::query(
+        "UPDATE nodes SET last_heartbeat = $2, last_seen = $3
+         WHERE id = $1 AND (last_seen IS NULL OR last_seen <= $3)",
+    )
+    .bind(beat.node_id)
+    .bind(Json(beat))
+    .bind(envelope.occurred_at)
+    .execute(pool)
+    .await?;
+    if updated.rows_affected() == 0 {
+        tracing::debug!(node = %beat.node_id, "heartbeat for an unknown node or out of order; ignored");
+    }
+    Ok(())
+}
+
+async fn apply(tx: &mut Tx<'_>, envelope: &Envelope) -> Result<(), Failure> {
+    match &envelope.event {
+        Event::NodeEnrolled(e) => enrolled(tx, envelope, e).await,
+        Event::NodeOffline(e) => liveness(tx, envelope, e, Health::Offline).await,
+        Event::NodeOnline(e) => liveness(tx, envelope, e, Health::Healthy).await,
+        Event::DeploySynced(d) => deployment(tx, envelope, d, "synced", None).await,
+        Event::DeployHealthy(d) => deployment(tx, envelope, d, "healthy", Some(Health::Healthy)).await,
+        Event::DeployDegraded(d) => deployment(tx, envelope, d, "degraded", Some(Health::Degraded)).await,
+        Event::DeployRolledBack(d) => {
+            deployment(tx, envelope, d, "rolled_back", Some(Health::Degraded)).await
+        }
+        Event::BackupRunStarted(r) => backup(tx, envelope, r, "started").await,
+        Event::BackupRunSucceeded(r) => backup(tx, envelope, r, "succeeded").await,
+        Event::BackupRunFailed(r) => backup(tx, envelope, r, "failed").await,
+        Event::BackupDrillPassed(d) => drill(tx, envelope, d, "passed").await,
+        Event::BackupDrillFailed(d) => drill(tx, envelope, d, "failed").await,
+        Event::SecretRotated(s) => {
+            let detail = json!({ "version": s.version });
+            store::record_activity(tx, envelope, "secret", &s.path, "rotated", detail).await?;
+            Ok(())
+        }
+        Event::NodeHeartbeat(_) | Event::InventoryChanged(_) => Ok(()),
+    }
+}
+
+async fn enrolled(tx: &mut Tx<'_>, envelope: &Envelope, e: &bus::NodeEnrolled) -> Result<(), Failure> {
+    let name = event_name("name", &e.name).map_err(Failure::Reject)?;
+    // A node re-enrolled under a new name keeps its id; the old row goes.
+    sqlx::query("DELETE FROM nodes WHERE id = $1 AND name <> $2")
+        .bind(e.node_id)
+        .bind(name.as_str())
+        .execute(&mut **tx)
+        .await?;
+    // A node an admin added by hand before it enrolled is adopted: it takes the registry's id.
+    let created: bool = sqlx::query_scalar(
+        "INSERT INTO nodes (id, name, kind, addresses, labels, gpu, health, health_reason, last_seen, source)
+         VALUES ($1, $2, 'edge', $3, $4, $5, 'healthy', 'enrolled', $6, $7)
+         ON CONFLICT (name) DO UPDATE SET
+            id = EXCLUDED.id, kind = 'edge', addresses = EXCLUDED.addresses, labels = EXCLUDED.labels,
+            gpu = EXCLUDED.gpu, health = 'healthy', health_reason = 'enrolled',
+            last_seen = EXCLUDED.last_seen, source = EXCLUDED.source, updated_at = now()
+         RETURNING (xmax = 0)",
+    )
+    .bind(e.node_id)
+    .bind(name.as_str())
+    .bind(Json(vec![e.tailnet_ip.to_string()]))
+    .bind(Json(&e.labels))
+    .bind(Json(GpuFacts::from(e.facts.clone())))
+    .bind(envelope.occurred_at)
+    .bind(&envelope.source)
+    .fetch_one(&mut **tx)
+    .await?;
+    store::record_health(tx, Entity::Node, e.node_id, Health::Healthy, Some("enrolled"), Some(envelope.id), envelope.occurred_at).await?;
+    let change = if created { Change::Created } else { Change::Updated };
+    store::record_change(tx, Entity::Node, e.node_id, name.as_str(), change).await?;
+    Ok(())
+}
+
+async fn liveness(tx: &mut Tx<'_>, envelope: &Envelope, e: &bus::NodeLiveness, health: Health) -> Result<(), Failure> {
+    let found: Option<String> = sqlx::query_scalar(
+        "UPDATE nodes SET health = $2, health_reason = $3, updated_at = now(),
+                last_seen = GREATEST(last_seen, $4)
+         WHERE id = $1 RETURNING name",
+    )
+    .bind(e.node_id)
+    .bind(health.as_str())
+    .bind(e.reason.as_deref())
+    .bind(e.last_seen)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(name) = found else {
+        return Err(Failure::Reject(format!("node {} ({}) is not in inventory", e.node_id, e.name)));
+    };
+    store::record_health(tx, Entity::Node, e.node_id, health, e.reason.as_deref(), Some(envelope.id), envelope.occurred_at).await?;
+    store::record_change(tx, Entity::Node, e.node_id, &name, Change::Updated).await?;
+    Ok(())
+}
+
+async fn deployment(
+    tx: &mut Tx<'_>,
+    envelope: &Envelope,
+    d: &bus::Deployment,
+    status: &str,
+    health: Option<Health>,
+) -> Result<(), Failure> {
+    let app = event_name("app", &d.app).map_err(Failure::Reject)?;
+    let namespace = event_name("namespace", &d.namespace).map_err(Failure::Reject)?;
+    let reason = d.reason.clone().or_else(|| Some(format!("{status} at {}", d.revision)));
+    let (id, created, previous): (Uuid, bool, String) = sqlx::query_as(
+        "WITH before AS (SELECT health FROM services WHERE namespace = $2 AND name = $3)
+         INSERT INTO services (id, name, namespace, health, health_reason, revision, source)
+         VALUES ($1, $3, $2, COALESCE($4, 'unknown'), $5, $6, $7)
+         ON CONFLICT (namespace, name) DO UPDATE SET
+            health = COALESCE($4, services.health),
+            health_reason = CASE WHEN $4 IS NULL THEN services.health_reason ELSE $5 END,
+            revision = $6, updated_at = now()
+         RETURNING id, (xmax = 0), COALESCE((SELECT health FROM before), 'unknown')",
+    )
+    .bind(Uuid::now_v7())
+    .bind(namespace.as_str())
+    .bind(app.as_str())
+    .bind(health.map(Health::as_str))
+    .bind(reason.as_deref())
+    .bind(&d.revision)
+    .bind(&envelope.source)
+    .fetch_one(&mut **tx)
+    .await?;
+    if let Some(health) = health.filter(|h| h.as_str() != previous) {
+        store::record_health(tx, Entity::Service, id, health, reason.as_deref(), Some(envelope.id), envelope.occurred_at).await?;
+    }
+    let key = format!("{namespace}/{app}");
+    let detail = json!({ "revision": d.revision, "reason": d.reason });
+    store::record_activity(tx, envelope, "deploy", &key, status, detail).await?;
+    let change = if created { Change::Created } else { Change::Updated };
+    store::record_change(tx, Entity::Service, id, app.as_str(), change).await?;
+    Ok(())
+}
+
+async fn backup(tx: &mut Tx<'_>, envelope: &Envelope, r: &bus::BackupRun, status: &str) -> Result<(), Failure> {
+    let detail = json!({ "run_id": r.run_id, "source": r.source, "bytes": r.bytes, "reason": r.reason });
+    store::record_activity(tx, envelope, "backup", &r.policy, status, detail).await?;
+    Ok(())
+}
+
+async fn drill(tx: &mut Tx<'_>, envelope: &Envelope, d: &bus::BackupDrill, status: &str) -> Result<(), Failure> {
+    let detail = json!({ "backup_id": d.backup_id, "duration_ms": d.duration_ms, "reason": d.reason });
+    store::record_activity(tx, envelope, "drill", &d.policy, status, detail).await?;
+    Ok(())
+}
+
+/// How often the relay looks at the outbox when nothing woke it (a change committed by another replica).
+const OUTBOX_POLL: Duration = Duration::from_secs(1);
+const OUTBOX_BATCH: i64 = 100;
+const LEDGER_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Publishes queued `inventory.v1.changed` events in order; each keeps its id, so a re-publish after a crash is dropped by JetStream.
+pub async fn relay_outbox(
+    pool: PgPool,
+    publisher: Publisher,
+    wake: Arc<Notify>,
+    shutdown: Shutdown,
+) -> Result<(), std::convert::Infallible> {
+    let mut last_prune = tokio::time::Instant::now();
+    while !shutdown.is_triggered() {
+        match relay_batch(&pool, &publisher).await {
+            Ok(n) if n as i64 == OUTBOX_BATCH => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "outbox relay failed; retrying"),
+        }
+        if last_prune.elapsed() > LEDGER_PRUNE_EVERY {
+            last_prune = tokio::time::Instant::now();
+            if let Err(e) = store::prune_ledger(&pool).await {
+                tracing::warn!(error = %e, "pruning the event ledger failed");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait() => {}
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(OUTBOX_POLL) => {}
+        }
+    }
+    // Publish what the last requests committed before stopping.
+    if let Err(e) = relay_batch(&pool, &publisher).await {
+        tracing::warn!(error = %e, "final outbox relay failed; rows stay queued for the next start");
+    }
+    Ok(())
+}
+
+async fn relay_batch(pool: &PgPool, publisher: &Publisher) -> Result<usize, String> {
+    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+    let rows = store::outbox_batch(&mut tx, OUTBOX_BATCH).await.map_err(|e| e.to_string())?;
+    for (id, subject, payload) in &rows {
+        match Envelope::parse(&Namespace::production(), subject, payload) {
+            Ok(envelope) => publisher.publish_envelope(&envelope).await.map_err(|e| e.to_string())?,
+            Err(e) => tracing::error!(id, error = %e, "unreadable outbox row dropped"),
+        }
+        store::outbox_delete(&mut tx, *id).await.map_err(|e| e.to_string())?;
+    }
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(rows.len())
+}
