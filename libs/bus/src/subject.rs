@@ -27,6 +27,11 @@ impl Namespace {
         }
     }
 
+    /// The prefix as configured (`nats.namespace`); empty in production.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// `edge.v1.node.enrolled` → `t1234.edge.v1.node.enrolled` in a test namespace.
     pub fn subject(&self, relative: &str) -> String {
         if self.0.is_empty() {

@@ -45,6 +45,9 @@ pub fn service_router(api: Router, public: Router, kit: Kit) -> Router {
         .route("/metrics", get(metrics).with_state(kit.metrics.clone()))
         .merge(public)
         .merge(api)
+        .fallback(|uri: axum::http::Uri| async move {
+            crate::ApiError::NotFound(format!("no route {}", uri.path()))
+        })
         .layer(from_fn_with_state(kit.metrics, record_metrics))
         .layer(from_fn(request_id_scope))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))

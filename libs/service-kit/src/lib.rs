@@ -16,3 +16,9 @@ pub use config::{load_config, DatabaseSettings, HttpSettings, NatsSettings};
 pub use error::ApiError;
 pub use service::{run, Service};
 pub use shutdown::Shutdown;
+
+/// Makes ring the process's TLS provider (the only crypto library in the build); idempotent.
+/// HTTP clients (reqwest, the OTLP exporter) need one before they are built.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

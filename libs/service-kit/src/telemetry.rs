@@ -40,6 +40,7 @@ pub fn resource(service: &'static str, version: &'static str) -> Resource {
 
 /// Installs the global subscriber and the W3C trace-context propagator.
 pub fn init(service: &'static str, version: &'static str) -> Telemetry {
+    crate::install_crypto_provider();
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );

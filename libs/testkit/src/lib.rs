@@ -76,8 +76,39 @@ async fn drop_stale(conn: &mut PgConnection, now: u64) {
 }
 
 /// A NATS namespace no other test uses: its streams and subjects are its own.
-pub fn nats_namespace() -> String {
-    format!("t{}", &Uuid::new_v4().simple().to_string()[..12])
+/// Streams of namespaces older than an hour (left by crashed or finished runs) are deleted first.
+pub async fn nats_namespace() -> bus::Namespace {
+    let client = async_nats::connect(nats_url())
+        .await
+        .unwrap_or_else(|e| panic!("nats-server at {} is not reachable ({e}); run `make services`", nats_url()));
+    let js = async_nats::jetstream::new(client);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
+    delete_stale_streams(&js, now).await;
+    let raw = format!("t{now}-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    bus::Namespace::parse(&raw).expect("test namespaces are valid")
+}
+
+async fn delete_stale_streams(js: &async_nats::jetstream::Context, now: u64) {
+    use futures_util::TryStreamExt;
+    let Ok(names) = js.stream_names().try_collect::<Vec<String>>().await else {
+        return;
+    };
+    for name in names {
+        // Test streams are named T<seconds>_<random>_<STREAM>.
+        let created = name
+            .strip_prefix('T')
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|t| t.parse::<u64>().ok());
+        if created.is_some_and(|t| now.saturating_sub(t) > STALE_AFTER.as_secs()) {
+            let _ = js.delete_stream(&name).await;
+        }
+    }
+}
+
+/// An HTTP client for tests (the TLS provider installed first, as every binary does).
+pub fn http_client() -> reqwest::Client {
+    service_kit::install_crypto_provider();
+    reqwest::Client::new()
 }
 
 /// A random bearer token made for this test, and the SHA-256 that goes into the service's config.

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes/{node}/history", get(node_history))
         .route("/v1/services", get(list_services).post(create_service))
         .route("/v1/services/{service}", get(get_service).delete(delete_service))
+        .route("/v1/services/{namespace}/{name}", get(get_service_in))
         .route("/v1/summary", get(summary))
         .route("/v1/exports/homepage/services.yaml", get(homepage))
         .route("/v1/exports/prometheus/http-sd", get(http_sd))
@@ -50,7 +51,7 @@ pub fn public_router() -> Router {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "HomeStation inventory", description = "The system of record of the lab: nodes, services, health and the unified view."),
-    paths(list_nodes, create_node, get_node, delete_node, node_history, list_services, create_service, get_service, delete_service, summary, homepage, http_sd),
+    paths(list_nodes, create_node, get_node, delete_node, node_history, list_services, create_service, get_service, get_service_in, delete_service, summary, homepage, http_sd),
     components(schemas(ErrorBody, Node, NodeRequest, ServiceRecord, ServiceRequest, Summary, HealthChange, Activity)),
     modifiers(&Security),
     security(("bearer" = []), ("authelia" = [])),
@@ -198,6 +199,16 @@ async fn create_service(State(s): State<AppState>, identity: Identity, Json(requ
     (status = 200, body = ServiceRecord), (status = 404, body = ErrorBody)))]
 async fn get_service(State(s): State<AppState>, Path(service): Path<String>) -> ApiResult<axum::Json<ServiceRecord>> {
     find_service(&s.pool, &service).await.map(axum::Json)
+}
+
+/// One service by namespace and name.
+#[utoipa::path(get, path = "/v1/services/{namespace}/{name}", params(("namespace" = String, Path), ("name" = String, Path)), responses(
+    (status = 200, body = ServiceRecord), (status = 404, body = ErrorBody)))]
+async fn get_service_in(
+    State(s): State<AppState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> ApiResult<axum::Json<ServiceRecord>> {
+    find_service(&s.pool, &format!("{namespace}/{name}")).await.map(axum::Json)
 }
 
 async fn find_service(pool: &PgPool, service: &str) -> ApiResult<ServiceRecord> {
