@@ -50,7 +50,37 @@ pub struct ConsumerSpec {
     pub ack_wait: Duration,
 }
 
+/// The operator's knobs for a service's consumers (`[consumer]` in its config).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerSettings {
+    pub max_attempts: i64,
+    pub backoff_ms: u64,
+    pub ack_wait_secs: u64,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        let spec = ConsumerSpec::new("", &[]);
+        Self {
+            max_attempts: spec.max_attempts,
+            backoff_ms: u64::try_from(spec.backoff.as_millis()).unwrap_or(u64::MAX),
+            ack_wait_secs: spec.ack_wait.as_secs(),
+        }
+    }
+}
+
 impl ConsumerSpec {
+    /// A spec with the retry policy of `settings`.
+    pub fn with_settings(durable: &str, streams: &[Stream], settings: &ConsumerSettings) -> Self {
+        Self {
+            max_attempts: settings.max_attempts.max(1),
+            backoff: Duration::from_millis(settings.backoff_ms),
+            ack_wait: Duration::from_secs(settings.ack_wait_secs.max(1)),
+            ..Self::new(durable, streams)
+        }
+    }
+
     pub fn new(durable: &str, streams: &[Stream]) -> Self {
         Self {
             durable: durable.to_owned(),

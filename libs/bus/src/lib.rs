@@ -7,7 +7,7 @@ mod propagation;
 mod publish;
 mod subject;
 
-pub use consume::{run_consumers, ConsumerSpec, HandleError, Handler, DEAD_LETTER_REASON, DEAD_LETTER_SUBJECT};
+pub use consume::{run_consumers, ConsumerSettings, ConsumerSpec, HandleError, Handler, DEAD_LETTER_REASON, DEAD_LETTER_SUBJECT};
 pub use events::*;
 pub use metrics::{names as metric_names, BusMetrics};
 pub use propagation::{extract_context, inject_context};

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bus::{BusMetrics, ConsumerSpec, Namespace, Publisher, Stream};
+use bus::{BusMetrics, ConsumerSettings, ConsumerSpec, Namespace, Publisher, Stream};
 use serde::Deserialize;
 use service_kit::auth::AuthSettings;
 use service_kit::health::Readiness;
@@ -33,6 +33,7 @@ pub struct Config {
     pub database: DatabaseSettings,
     pub nats: NatsSettings,
     pub auth: AuthSettings,
+    pub consumer: ConsumerSettings,
     /// How long in-flight requests and events may take to finish after a shutdown signal.
     pub shutdown_grace_secs: u64,
 }
@@ -45,6 +46,7 @@ impl Default for Config {
             database: DatabaseSettings::default(),
             nats: NatsSettings::default(),
             auth: AuthSettings::default(),
+            consumer: ConsumerSettings::default(),
             shutdown_grace_secs: 10,
         }
     }
@@ -78,6 +80,7 @@ pub struct Application {
     nats: async_nats::Client,
     namespace: Namespace,
     auth: Authenticator,
+    consumer: ConsumerSettings,
     grace: Duration,
 }
 
@@ -117,6 +120,7 @@ impl service_kit::Service for Application {
             nats,
             namespace,
             auth,
+            consumer: config.consumer,
             grace: Duration::from_secs(config.shutdown_grace_secs),
         })
     }
@@ -153,9 +157,10 @@ impl service_kit::Service for Application {
                 shutdown.clone(),
             ),
         );
-        let spec = ConsumerSpec::new(
+        let spec = ConsumerSpec::with_settings(
             CONSUMER,
             &[Stream::Edge, Stream::Heartbeats, Stream::Deploy, Stream::Backup, Stream::Secrets],
+            &self.consumer,
         );
         let applier = events::Applier {
             pool: self.pool.clone(),

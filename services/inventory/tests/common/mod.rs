@@ -62,6 +62,7 @@ pub async fn test_config() -> (Config, Tokens, TestDatabase, Namespace) {
             ],
             ..Default::default()
         },
+        consumer: Default::default(),
         shutdown_grace_secs: 5,
     };
     let tokens = Tokens {
