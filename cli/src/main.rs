@@ -1,1 +1,147 @@
-fn main() {}
+//! `homestation`: the operator's command line over HomeStation's services.
+
+mod client;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+use client::{Client, CliError};
+
+#[derive(Parser)]
+#[command(
+    name = "homestation",
+    version,
+    about = "Operate a HomeStation lab: its nodes, services and health",
+    after_help = "Authentication: set HOMESTATION_TOKEN to a service token, or HOMESTATION_TOKEN_FILE to a file holding one.\n`make dev` writes an admin token to .dev/admin.token and prints the export line."
+)]
+struct Cli {
+    /// Base URL of inventory.
+    #[arg(long, global = true, env = "HOMESTATION_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// How to print results.
+    #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The single view of the lab: nodes, services, edge fleet, deployments, backups, drills, secrets.
+    Status,
+    /// Nodes: control, worker, edge and VM machines.
+    #[command(subcommand)]
+    Nodes(NodesCommand),
+    /// Services and their endpoints.
+    #[command(subcommand)]
+    Services(ServicesCommand),
+}
+
+#[derive(Subcommand)]
+enum NodesCommand {
+    /// List nodes, optionally of one kind.
+    List {
+        #[arg(long, value_parser = ["control", "worker", "edge", "vm"])]
+        kind: Option<String>,
+    },
+    /// Show one node by name or id, with its recent health history.
+    Show { node: String },
+    /// Record a node by hand (edge nodes enrol themselves through edge-registry).
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["control", "worker", "edge", "vm"])]
+        kind: String,
+        /// An address of the node; repeat for several.
+        #[arg(long = "address")]
+        addresses: Vec<String>,
+        /// A label as key=value; repeat for several.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Remove a node from inventory (needs the Admin role).
+    Remove { node: String },
+}
+
+#[derive(Subcommand)]
+enum ServicesCommand {
+    /// List services, optionally in one namespace.
+    List {
+        #[arg(long)]
+        namespace: Option<String>,
+    },
+}
+
+fn parse_label(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{raw:?} is not key=value"))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("homestation: {error}");
+            error.exit_code()
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<String, CliError> {
+    let client = Client::from_env(&cli.server)?;
+    let json_out = cli.output == Output::Json;
+    let show = |value: &Value, table: fn(&Value) -> String| {
+        if json_out {
+            format!("{}\n", serde_json::to_string_pretty(value).expect("JSON prints"))
+        } else {
+            table(value)
+        }
+    };
+    match cli.command {
+        Command::Status => Ok(show(&client.get("/v1/summary").await?, render::status)),
+        Command::Nodes(NodesCommand::List { kind }) => {
+            let path = match kind {
+                Some(kind) => format!("/v1/nodes?kind={kind}"),
+                None => "/v1/nodes".to_owned(),
+            };
+            Ok(show(&client.get(&path).await?, render::nodes))
+        }
+        Command::Nodes(NodesCommand::Show { node }) => {
+            let path = format!("/v1/nodes/{}", client::segment(&node));
+            let mut found = client.get(&path).await?;
+            found["history"] = client.get(&format!("{path}/history?limit=10")).await?;
+            Ok(show(&found, render::node))
+        }
+        Command::Nodes(NodesCommand::Add { name, kind, addresses, labels }) => {
+            let labels: serde_json::Map<String, Value> = labels.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+            let body = json!({"name": name, "kind": kind, "addresses": addresses, "labels": labels});
+            let created = client.post("/v1/nodes", &body).await?;
+            Ok(if json_out { show(&created, render::node) } else { format!("added node {} ({})\n", created["name"].as_str().unwrap_or_default(), created["id"].as_str().unwrap_or_default()) })
+        }
+        Command::Nodes(NodesCommand::Remove { node }) => {
+            client.delete(&format!("/v1/nodes/{}", client::segment(&node))).await?;
+            Ok(if json_out { format!("{}\n", json!({"removed": node})) } else { format!("removed node {node}\n") })
+        }
+        Command::Services(ServicesCommand::List { namespace }) => {
+            let path = match namespace {
+                Some(ns) => format!("/v1/services?namespace={}", client::segment(&ns)),
+                None => "/v1/services".to_owned(),
+            };
+            Ok(show(&client.get(&path).await?, render::services))
+        }
+    }
+}

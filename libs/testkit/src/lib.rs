@@ -213,3 +213,60 @@ where
             ))
     })
 }
+
+/// One generated bearer token per role.
+pub struct Tokens {
+    pub admin: String,
+    pub developer: String,
+    pub viewer: String,
+}
+
+/// Everything a service test needs from the kit: a fresh database, a fresh namespace, and a token per role.
+pub struct TestEnv {
+    pub db: TestDatabase,
+    pub namespace: bus::Namespace,
+    pub tokens: Tokens,
+    auth: service_kit::auth::AuthSettings,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        use service_kit::auth::{AuthSettings, ServiceToken};
+        use service_kit::Role;
+        init_logs();
+        let db = database().await;
+        let namespace = nats_namespace().await;
+        let mut service_tokens = Vec::new();
+        let mut issue = |name: &str, role| {
+            let (token, sha256) = token();
+            service_tokens.push(ServiceToken { name: name.into(), sha256, role });
+            token
+        };
+        let tokens = Tokens {
+            admin: issue("admin", Role::Admin),
+            developer: issue("developer", Role::Developer),
+            viewer: issue("viewer", Role::Viewer),
+        };
+        let auth = AuthSettings { service_tokens, ..Default::default() };
+        Self { db, namespace, tokens, auth }
+    }
+
+    pub fn database(&self) -> service_kit::DatabaseSettings {
+        service_kit::DatabaseSettings {
+            url: secrecy::SecretString::from(self.db.url.clone()),
+            ..Default::default()
+        }
+    }
+
+    pub fn nats(&self) -> service_kit::NatsSettings {
+        service_kit::NatsSettings {
+            url: nats_url(),
+            namespace: self.namespace.as_str().to_owned(),
+            ..Default::default()
+        }
+    }
+
+    pub fn auth(&self) -> service_kit::auth::AuthSettings {
+        self.auth.clone()
+    }
+}

@@ -37,7 +37,9 @@ async fn scalar(pool: &sqlx::PgPool, sql: &'static str) -> i64 {
 
 #[tokio::test]
 async fn sigkill_while_events_flow_loses_nothing_and_applies_nothing_twice() {
-    let (config, _tokens, db, namespace) = common::test_config().await;
+    let env = testkit::TestEnv::new().await;
+    let config = common::config_for(&env);
+    let (db, namespace) = (env.db, env.namespace);
     let mut child = start_binary(&config);
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     // The streams exist once the binary has started; wait for its schema as the sign.

@@ -5,17 +5,9 @@ use std::net::SocketAddr;
 
 use bus::{Envelope, Event, Namespace, Publisher};
 use inventory::{Application, Config};
-use secrecy::SecretString;
-use service_kit::auth::{AuthSettings, ServiceToken};
-use service_kit::{DatabaseSettings, HttpSettings, NatsSettings, Role, Service};
+use service_kit::{HttpSettings, Service};
 use sqlx::PgPool;
-use testkit::{RunningApp, TestDatabase};
-
-pub struct Tokens {
-    pub admin: String,
-    pub developer: String,
-    pub viewer: String,
-}
+use testkit::{RunningApp, TestDatabase, TestEnv, Tokens};
 
 pub struct TestInventory {
     pub base: String,
@@ -30,56 +22,23 @@ pub struct TestInventory {
     app: Option<RunningApp>,
 }
 
-/// Builds a config for a fresh database and namespace, with one generated token per role.
-pub async fn test_config() -> (Config, Tokens, TestDatabase, Namespace) {
-    let db = testkit::database().await;
-    let namespace = testkit::nats_namespace().await;
-    let (admin, admin_sha) = testkit::token();
-    let (developer, developer_sha) = testkit::token();
-    let (viewer, viewer_sha) = testkit::token();
-    let token = |name: &str, sha256: String, role| ServiceToken {
-        name: name.into(),
-        sha256,
-        role,
-    };
-    let config = Config {
+/// Inventory's config over a fresh test environment.
+pub fn config_for(env: &TestEnv) -> Config {
+    Config {
         http: HttpSettings::with_port(0),
         grpc: HttpSettings::with_port(0),
-        database: DatabaseSettings {
-            url: SecretString::from(db.url.clone()),
-            ..Default::default()
-        },
-        nats: NatsSettings {
-            url: testkit::nats_url(),
-            namespace: namespace.as_str().to_owned(),
-            ..Default::default()
-        },
-        auth: AuthSettings {
-            service_tokens: vec![
-                token("admin", admin_sha, Role::Admin),
-                token("developer", developer_sha, Role::Developer),
-                token("viewer", viewer_sha, Role::Viewer),
-            ],
-            ..Default::default()
-        },
-        consumer: Default::default(),
+        database: env.database(),
+        nats: env.nats(),
+        auth: env.auth(),
         shutdown_grace_secs: 5,
-    };
-    let tokens = Tokens {
-        admin,
-        developer,
-        viewer,
-    };
-    (config, tokens, db, namespace)
+        ..Default::default()
+    }
 }
 
 pub async fn spawn_inventory() -> TestInventory {
-    testkit::init_logs();
-    let (config, tokens, db, namespace) = test_config().await;
-    start(config, tokens, db, namespace).await
-}
-
-async fn start(config: Config, tokens: Tokens, db: TestDatabase, namespace: Namespace) -> TestInventory {
+    let env = TestEnv::new().await;
+    let config = config_for(&env);
+    let TestEnv { db, namespace, tokens, .. } = env;
     let app = Application::build(config.clone()).await.expect("inventory builds");
     let base = format!("http://{}", app.http_addr());
     let grpc = app.grpc_addr();

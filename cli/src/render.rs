@@ -1,0 +1,137 @@
+//! Tables for people; `--output json` prints the server's documents as they are.
+
+use serde_json::Value;
+
+/// Left-aligned columns, two spaces apart, with a header row.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn list(v: &Value) -> Vec<Value> {
+    v.as_array().cloned().unwrap_or_default()
+}
+
+fn counts(v: &Value) -> String {
+    let total = v["total"].as_i64().unwrap_or(0);
+    let parts: Vec<String> = v["by_health"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, n)| format!("{n} {k}")).collect())
+        .unwrap_or_default();
+    if parts.is_empty() { format!("{total}") } else { format!("{total} ({})", parts.join(", ")) }
+}
+
+pub fn status(s: &Value) -> String {
+    let kinds: Vec<String> = s["nodes_by_kind"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, n)| format!("{n} {k}")).collect())
+        .unwrap_or_default();
+    let mut out = format!("HomeStation lab at {}\n", text(&s["generated_at"]));
+    out.push_str(&format!("Nodes:     {}{}\n", counts(&s["nodes"]), if kinds.is_empty() { String::new() } else { format!("; {}", kinds.join(", ")) }));
+    out.push_str(&format!("Services:  {}\n", counts(&s["services"])));
+    let edge = list(&s["edge"]);
+    if !edge.is_empty() {
+        out.push_str("\nEdge fleet\n");
+        let rows: Vec<Vec<String>> = edge
+            .iter()
+            .map(|e| ["name", "health", "model", "jetpack", "cuda", "last_seen"].iter().map(|k| text(&e[*k])).collect())
+            .collect();
+        out.push_str(&table(&["NAME", "HEALTH", "MODEL", "JETPACK", "CUDA", "LAST SEEN"], &rows));
+    }
+    for (title, key) in [("Deployments", "deployments"), ("Backups", "backups"), ("Restore drills", "drills"), ("Secrets", "secrets")] {
+        let items = list(&s[key]);
+        if items.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("\n{title}\n"));
+        let rows: Vec<Vec<String>> = items.iter().map(|a| vec![text(&a["key"]), text(&a["status"]), text(&a["at"])]).collect();
+        out.push_str(&table(&["NAME", "STATUS", "AT"], &rows));
+    }
+    out
+}
+
+pub fn nodes(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(v)
+        .iter()
+        .map(|n| {
+            let addresses = list(&n["addresses"]).iter().map(text).collect::<Vec<_>>().join(",");
+            vec![text(&n["name"]), text(&n["kind"]), text(&n["health"]), if addresses.is_empty() { "-".into() } else { addresses }, text(&n["last_seen"])]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "no nodes yet; add one with `homestation nodes add NAME --kind control`\n".into();
+    }
+    table(&["NAME", "KIND", "HEALTH", "ADDRESSES", "LAST SEEN"], &rows)
+}
+
+pub fn node(n: &Value) -> String {
+    let mut out = String::new();
+    for key in ["name", "id", "kind", "health", "health_reason", "last_seen", "source", "created_at"] {
+        out.push_str(&format!("{:<14}{}\n", format!("{key}:"), text(&n[key])));
+    }
+    let addresses = list(&n["addresses"]).iter().map(text).collect::<Vec<_>>().join(", ");
+    out.push_str(&format!("{:<14}{}\n", "addresses:", if addresses.is_empty() { "-".into() } else { addresses }));
+    if let Some(labels) = n["labels"].as_object().filter(|l| !l.is_empty()) {
+        out.push_str("labels:\n");
+        for (k, v) in labels {
+            out.push_str(&format!("  {k}={}\n", text(v)));
+        }
+    }
+    if n["gpu"].is_object() {
+        let g = &n["gpu"];
+        out.push_str(&format!("gpu:          {} (JetPack {}, L4T {}, CUDA {})\n", text(&g["model"]), text(&g["jetpack"]), text(&g["l4t"]), text(&g["cuda"])));
+    }
+    let history = list(&n["history"]);
+    if !history.is_empty() {
+        out.push_str("\nHealth history\n");
+        let rows: Vec<Vec<String>> = history.iter().map(|h| vec![text(&h["observed_at"]), text(&h["health"]), text(&h["reason"])]).collect();
+        out.push_str(&table(&["AT", "HEALTH", "REASON"], &rows));
+    }
+    out
+}
+
+pub fn services(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(v)
+        .iter()
+        .map(|s| {
+            let endpoints = list(&s["endpoints"]).iter().map(text).collect::<Vec<_>>().join(",");
+            vec![text(&s["namespace"]), text(&s["name"]), text(&s["health"]), text(&s["revision"]), if endpoints.is_empty() { "-".into() } else { endpoints }]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "no services yet\n".into();
+    }
+    table(&["NAMESPACE", "NAME", "HEALTH", "REVISION", "ENDPOINTS"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let out = table(&["A", "LONGER"], &[vec!["wide-cell".into(), "x".into()]]);
+        assert_eq!(out, "A          LONGER\nwide-cell  x\n");
+    }
+}
