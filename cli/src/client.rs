@@ -11,13 +11,19 @@ pub const TOKEN_FILE_VAR: &str = "HOMESTATION_TOKEN_FILE";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("cannot reach {server} ({reason}).\n  Is inventory running? `make dev` starts it; --server or HOMESTATION_SERVER points elsewhere.")]
+    #[error(
+        "cannot reach {server} ({reason}).\n  Is inventory running? `make dev` starts it; --server or HOMESTATION_SERVER points elsewhere."
+    )]
     Unreachable { server: String, reason: String },
-    #[error("no identity: set {TOKEN_VAR} to a service token, or {TOKEN_FILE_VAR} to a file holding one (`make dev` writes .dev/admin.token)")]
+    #[error(
+        "no identity: set {TOKEN_VAR} to a service token, or {TOKEN_FILE_VAR} to a file holding one (`make dev` writes .dev/admin.token)"
+    )]
     NoToken,
     #[error("cannot read {TOKEN_FILE_VAR} {path}: {reason}")]
     TokenFile { path: String, reason: String },
-    #[error("the server refused your identity: {0}\n  Check {TOKEN_VAR}; the token's SHA-256 must be in the server's auth.service_tokens.")]
+    #[error(
+        "the server refused your identity: {0}\n  Check {TOKEN_VAR}; the token's SHA-256 must be in the server's auth.service_tokens."
+    )]
     Unauthorized(String),
     #[error("not allowed: {0}")]
     Forbidden(String),
@@ -52,7 +58,9 @@ pub struct Client {
 pub fn segment(raw: &str) -> String {
     raw.bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             other => format!("%{other:02X}"),
         })
         .collect()
@@ -61,7 +69,10 @@ pub fn segment(raw: &str) -> String {
 impl Client {
     pub fn from_env(server: &str) -> Result<Self, CliError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let bad = |reason: &str| CliError::BadServer { server: server.to_owned(), reason: reason.to_owned() };
+        let bad = |reason: &str| CliError::BadServer {
+            server: server.to_owned(),
+            reason: reason.to_owned(),
+        };
         if !(server.starts_with("http://") || server.starts_with("https://")) {
             return Err(bad("it must start with http:// or https://"));
         }
@@ -70,7 +81,10 @@ impl Client {
             (_, Some(path)) => {
                 let path = PathBuf::from(path);
                 std::fs::read_to_string(&path)
-                    .map_err(|e| CliError::TokenFile { path: path.display().to_string(), reason: e.to_string() })?
+                    .map_err(|e| CliError::TokenFile {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?
                     .trim()
                     .to_owned()
             }
@@ -81,7 +95,11 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| bad(&e.to_string()))?;
-        Ok(Self { http, server: server.trim_end_matches('/').to_owned(), token })
+        Ok(Self {
+            http,
+            server: server.trim_end_matches('/').to_owned(),
+            token,
+        })
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, CliError> {
@@ -101,16 +119,27 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, CliError> {
-        let response = request.bearer_auth(&self.token).send().await.map_err(|e| CliError::Unreachable {
-            server: self.server.clone(),
-            reason: root_cause(&e),
-        })?;
+        let response =
+            request
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .map_err(|e| CliError::Unreachable {
+                    server: self.server.clone(),
+                    reason: root_cause(&e),
+                })?;
         let status = response.status().as_u16();
-        let body: Value = if status == 204 { Value::Null } else { response.json().await.unwrap_or(Value::Null) };
+        let body: Value = if status == 204 {
+            Value::Null
+        } else {
+            response.json().await.unwrap_or(Value::Null)
+        };
         if (200..300).contains(&status) {
             return Ok(body);
         }
-        let message = body["error"]["message"].as_str().map_or_else(|| format!("HTTP {status}"), str::to_owned);
+        let message = body["error"]["message"]
+            .as_str()
+            .map_or_else(|| format!("HTTP {status}"), str::to_owned);
         Err(match status {
             401 => CliError::Unauthorized(message),
             403 => CliError::Forbidden(message),

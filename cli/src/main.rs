@@ -6,9 +6,9 @@ mod render;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use client::{Client, CliError};
+use client::{CliError, Client};
 
 #[derive(Parser)]
 #[command(
@@ -19,7 +19,12 @@ use client::{Client, CliError};
 )]
 struct Cli {
     /// Base URL of inventory.
-    #[arg(long, global = true, env = "HOMESTATION_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "HOMESTATION_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     server: String,
     /// How to print results.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
@@ -106,7 +111,10 @@ async fn run(cli: Cli) -> Result<String, CliError> {
     let json_out = cli.output == Output::Json;
     let show = |value: &Value, table: fn(&Value) -> String| {
         if json_out {
-            format!("{}\n", serde_json::to_string_pretty(value).expect("JSON prints"))
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(value).expect("JSON prints")
+            )
         } else {
             table(value)
         }
@@ -126,15 +134,38 @@ async fn run(cli: Cli) -> Result<String, CliError> {
             found["history"] = client.get(&format!("{path}/history?limit=10")).await?;
             Ok(show(&found, render::node))
         }
-        Command::Nodes(NodesCommand::Add { name, kind, addresses, labels }) => {
-            let labels: serde_json::Map<String, Value> = labels.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-            let body = json!({"name": name, "kind": kind, "addresses": addresses, "labels": labels});
+        Command::Nodes(NodesCommand::Add {
+            name,
+            kind,
+            addresses,
+            labels,
+        }) => {
+            let labels: serde_json::Map<String, Value> = labels
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            let body =
+                json!({"name": name, "kind": kind, "addresses": addresses, "labels": labels});
             let created = client.post("/v1/nodes", &body).await?;
-            Ok(if json_out { show(&created, render::node) } else { format!("added node {} ({})\n", created["name"].as_str().unwrap_or_default(), created["id"].as_str().unwrap_or_default()) })
+            Ok(if json_out {
+                show(&created, render::node)
+            } else {
+                format!(
+                    "added node {} ({})\n",
+                    created["name"].as_str().unwrap_or_default(),
+                    created["id"].as_str().unwrap_or_default()
+                )
+            })
         }
         Command::Nodes(NodesCommand::Remove { node }) => {
-            client.delete(&format!("/v1/nodes/{}", client::segment(&node))).await?;
-            Ok(if json_out { format!("{}\n", json!({"removed": node})) } else { format!("removed node {node}\n") })
+            client
+                .delete(&format!("/v1/nodes/{}", client::segment(&node)))
+                .await?;
+            Ok(if json_out {
+                format!("{}\n", json!({"removed": node}))
+            } else {
+                format!("removed node {node}\n")
+            })
         }
         Command::Services(ServicesCommand::List { namespace }) => {
             let path = match namespace {

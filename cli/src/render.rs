@@ -11,7 +11,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         format!("{}\n", padded.join("  ").trim_end())
     };
     let mut out = line(headers.to_vec());
@@ -39,7 +43,11 @@ fn counts(v: &Value) -> String {
         .as_object()
         .map(|m| m.iter().map(|(k, n)| format!("{n} {k}")).collect())
         .unwrap_or_default();
-    if parts.is_empty() { format!("{total}") } else { format!("{total} ({})", parts.join(", ")) }
+    if parts.is_empty() {
+        format!("{total}")
+    } else {
+        format!("{total} ({})", parts.join(", "))
+    }
 }
 
 pub fn status(s: &Value) -> String {
@@ -48,24 +56,48 @@ pub fn status(s: &Value) -> String {
         .map(|m| m.iter().map(|(k, n)| format!("{n} {k}")).collect())
         .unwrap_or_default();
     let mut out = format!("HomeStation lab at {}\n", text(&s["generated_at"]));
-    out.push_str(&format!("Nodes:     {}{}\n", counts(&s["nodes"]), if kinds.is_empty() { String::new() } else { format!("; {}", kinds.join(", ")) }));
+    out.push_str(&format!(
+        "Nodes:     {}{}\n",
+        counts(&s["nodes"]),
+        if kinds.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", kinds.join(", "))
+        }
+    ));
     out.push_str(&format!("Services:  {}\n", counts(&s["services"])));
     let edge = list(&s["edge"]);
     if !edge.is_empty() {
         out.push_str("\nEdge fleet\n");
         let rows: Vec<Vec<String>> = edge
             .iter()
-            .map(|e| ["name", "health", "model", "jetpack", "cuda", "last_seen"].iter().map(|k| text(&e[*k])).collect())
+            .map(|e| {
+                ["name", "health", "model", "jetpack", "cuda", "last_seen"]
+                    .iter()
+                    .map(|k| text(&e[*k]))
+                    .collect()
+            })
             .collect();
-        out.push_str(&table(&["NAME", "HEALTH", "MODEL", "JETPACK", "CUDA", "LAST SEEN"], &rows));
+        out.push_str(&table(
+            &["NAME", "HEALTH", "MODEL", "JETPACK", "CUDA", "LAST SEEN"],
+            &rows,
+        ));
     }
-    for (title, key) in [("Deployments", "deployments"), ("Backups", "backups"), ("Restore drills", "drills"), ("Secrets", "secrets")] {
+    for (title, key) in [
+        ("Deployments", "deployments"),
+        ("Backups", "backups"),
+        ("Restore drills", "drills"),
+        ("Secrets", "secrets"),
+    ] {
         let items = list(&s[key]);
         if items.is_empty() {
             continue;
         }
         out.push_str(&format!("\n{title}\n"));
-        let rows: Vec<Vec<String>> = items.iter().map(|a| vec![text(&a["key"]), text(&a["status"]), text(&a["at"])]).collect();
+        let rows: Vec<Vec<String>> = items
+            .iter()
+            .map(|a| vec![text(&a["key"]), text(&a["status"]), text(&a["at"])])
+            .collect();
         out.push_str(&table(&["NAME", "STATUS", "AT"], &rows));
     }
     out
@@ -75,8 +107,22 @@ pub fn nodes(v: &Value) -> String {
     let rows: Vec<Vec<String>> = list(v)
         .iter()
         .map(|n| {
-            let addresses = list(&n["addresses"]).iter().map(text).collect::<Vec<_>>().join(",");
-            vec![text(&n["name"]), text(&n["kind"]), text(&n["health"]), if addresses.is_empty() { "-".into() } else { addresses }, text(&n["last_seen"])]
+            let addresses = list(&n["addresses"])
+                .iter()
+                .map(text)
+                .collect::<Vec<_>>()
+                .join(",");
+            vec![
+                text(&n["name"]),
+                text(&n["kind"]),
+                text(&n["health"]),
+                if addresses.is_empty() {
+                    "-".into()
+                } else {
+                    addresses
+                },
+                text(&n["last_seen"]),
+            ]
         })
         .collect();
     if rows.is_empty() {
@@ -87,11 +133,32 @@ pub fn nodes(v: &Value) -> String {
 
 pub fn node(n: &Value) -> String {
     let mut out = String::new();
-    for key in ["name", "id", "kind", "health", "health_reason", "last_seen", "source", "created_at"] {
+    for key in [
+        "name",
+        "id",
+        "kind",
+        "health",
+        "health_reason",
+        "last_seen",
+        "source",
+        "created_at",
+    ] {
         out.push_str(&format!("{:<14}{}\n", format!("{key}:"), text(&n[key])));
     }
-    let addresses = list(&n["addresses"]).iter().map(text).collect::<Vec<_>>().join(", ");
-    out.push_str(&format!("{:<14}{}\n", "addresses:", if addresses.is_empty() { "-".into() } else { addresses }));
+    let addresses = list(&n["addresses"])
+        .iter()
+        .map(text)
+        .collect::<Vec<_>>()
+        .join(", ");
+    out.push_str(&format!(
+        "{:<14}{}\n",
+        "addresses:",
+        if addresses.is_empty() {
+            "-".into()
+        } else {
+            addresses
+        }
+    ));
     if let Some(labels) = n["labels"].as_object().filter(|l| !l.is_empty()) {
         out.push_str("labels:\n");
         for (k, v) in labels {
@@ -100,12 +167,27 @@ pub fn node(n: &Value) -> String {
     }
     if n["gpu"].is_object() {
         let g = &n["gpu"];
-        out.push_str(&format!("gpu:          {} (JetPack {}, L4T {}, CUDA {})\n", text(&g["model"]), text(&g["jetpack"]), text(&g["l4t"]), text(&g["cuda"])));
+        out.push_str(&format!(
+            "gpu:          {} (JetPack {}, L4T {}, CUDA {})\n",
+            text(&g["model"]),
+            text(&g["jetpack"]),
+            text(&g["l4t"]),
+            text(&g["cuda"])
+        ));
     }
     let history = list(&n["history"]);
     if !history.is_empty() {
         out.push_str("\nHealth history\n");
-        let rows: Vec<Vec<String>> = history.iter().map(|h| vec![text(&h["observed_at"]), text(&h["health"]), text(&h["reason"])]).collect();
+        let rows: Vec<Vec<String>> = history
+            .iter()
+            .map(|h| {
+                vec![
+                    text(&h["observed_at"]),
+                    text(&h["health"]),
+                    text(&h["reason"]),
+                ]
+            })
+            .collect();
         out.push_str(&table(&["AT", "HEALTH", "REASON"], &rows));
     }
     out
@@ -115,14 +197,31 @@ pub fn services(v: &Value) -> String {
     let rows: Vec<Vec<String>> = list(v)
         .iter()
         .map(|s| {
-            let endpoints = list(&s["endpoints"]).iter().map(text).collect::<Vec<_>>().join(",");
-            vec![text(&s["namespace"]), text(&s["name"]), text(&s["health"]), text(&s["revision"]), if endpoints.is_empty() { "-".into() } else { endpoints }]
+            let endpoints = list(&s["endpoints"])
+                .iter()
+                .map(text)
+                .collect::<Vec<_>>()
+                .join(",");
+            vec![
+                text(&s["namespace"]),
+                text(&s["name"]),
+                text(&s["health"]),
+                text(&s["revision"]),
+                if endpoints.is_empty() {
+                    "-".into()
+                } else {
+                    endpoints
+                },
+            ]
         })
         .collect();
     if rows.is_empty() {
         return "no services yet\n".into();
     }
-    table(&["NAMESPACE", "NAME", "HEALTH", "REVISION", "ENDPOINTS"], &rows)
+    table(
+        &["NAMESPACE", "NAME", "HEALTH", "REVISION", "ENDPOINTS"],
+        &rows,
+    )
 }
 
 #[cfg(test)]

@@ -4,17 +4,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::pull, AckKind};
+use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures_util::StreamExt;
 use service_kit::Shutdown;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::BusError;
 use crate::events::Envelope;
 use crate::metrics::{BusMetrics, ConsumeLabels, ConsumerLabels};
 use crate::propagation::extract_context;
-use crate::subject::{Namespace, Stream, DEAD_LETTER_ROOT};
-use crate::BusError;
+use crate::subject::{DEAD_LETTER_ROOT, Namespace, Stream};
 
 /// Header of a dead-lettered message: why it was given up.
 pub const DEAD_LETTER_REASON: &str = "HomeStation-Dead-Letter-Reason";
@@ -204,7 +204,8 @@ impl<H: Handler> Worker<H> {
             match Envelope::parse(&self.ns, &subject, &message.payload) {
                 Err(e) => ("unparsed".to_owned(), Outcome::DeadLetter(e.to_string())),
                 Ok(envelope) => {
-                    tracing::Span::current().record("event.id", tracing::field::display(envelope.id));
+                    tracing::Span::current()
+                        .record("event.id", tracing::field::display(envelope.id));
                     let kind = envelope.event.kind().pattern().to_owned();
                     let outcome = match self.handler.handle(envelope).await {
                         Ok(()) => Outcome::Ack,
@@ -233,7 +234,9 @@ impl<H: Handler> Worker<H> {
         let acked = match outcome {
             Outcome::Ack => message.ack().await,
             Outcome::Retry(delay) => message.ack_with(AckKind::Nak(Some(delay))).await,
-            Outcome::DeadLetter(reason) => self.dead_letter(&message, &reason).instrument(span).await,
+            Outcome::DeadLetter(reason) => {
+                self.dead_letter(&message, &reason).instrument(span).await
+            }
         };
         if let Err(e) = acked {
             // Not fatal: the server redelivers after ack_wait and the handler is idempotent.
@@ -270,8 +273,15 @@ impl<H: Handler> Worker<H> {
         let mut headers = message.headers.clone().unwrap_or_default();
         headers.insert(DEAD_LETTER_REASON, reason);
         headers.insert(DEAD_LETTER_SUBJECT, message.subject.as_str());
-        let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
-        let id = format!("dl-{}-{}-{sequence}", self.stream.name(&self.ns), self.spec.durable);
+        let sequence = message
+            .info()
+            .map(|i| i.stream_sequence)
+            .unwrap_or_default();
+        let id = format!(
+            "dl-{}-{}-{sequence}",
+            self.stream.name(&self.ns),
+            self.spec.durable
+        );
         headers.insert("Nats-Msg-Id", id.as_str());
         let subject = self
             .ns

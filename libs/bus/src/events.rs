@@ -332,8 +332,17 @@ mod tests {
 
     #[test]
     fn patterns_match_token_by_token() {
-        assert!(matches_pattern("edge.v1.node.*.heartbeat", "edge.v1.node.n1.heartbeat"));
-        assert!(!matches_pattern("edge.v1.node.*.heartbeat", "edge.v1.node.enrolled"));
-        assert!(!matches_pattern("deploy.v1.synced", "deploy.v1.synced.extra"));
+        assert!(matches_pattern(
+            "edge.v1.node.*.heartbeat",
+            "edge.v1.node.n1.heartbeat"
+        ));
+        assert!(!matches_pattern(
+            "edge.v1.node.*.heartbeat",
+            "edge.v1.node.enrolled"
+        ));
+        assert!(!matches_pattern(
+            "deploy.v1.synced",
+            "deploy.v1.synced.extra"
+        ));
     }
 }

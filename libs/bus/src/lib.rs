@@ -7,12 +7,15 @@ mod propagation;
 mod publish;
 mod subject;
 
-pub use consume::{run_consumers, ConsumerSettings, ConsumerSpec, HandleError, Handler, DEAD_LETTER_REASON, DEAD_LETTER_SUBJECT};
+pub use consume::{
+    ConsumerSettings, ConsumerSpec, DEAD_LETTER_REASON, DEAD_LETTER_SUBJECT, HandleError, Handler,
+    run_consumers,
+};
 pub use events::*;
-pub use metrics::{names as metric_names, BusMetrics};
+pub use metrics::{BusMetrics, names as metric_names};
 pub use propagation::{extract_context, inject_context};
 pub use publish::Publisher;
-pub use subject::{ensure_streams, Namespace, Stream};
+pub use subject::{Namespace, Stream, ensure_streams};
 
 /// The bus's one error type.
 #[derive(Debug, thiserror::Error)]

@@ -52,7 +52,11 @@ impl BusMetrics {
             handle_duration: Family::new_with_constructor(latency_histogram),
             lag: Family::new_with_constructor(latency_histogram),
         };
-        metrics.register(names::EVENTS_PUBLISHED, "Events published", this.published.clone());
+        metrics.register(
+            names::EVENTS_PUBLISHED,
+            "Events published",
+            this.published.clone(),
+        );
         metrics.register(
             names::EVENTS_CONSUMED,
             "Events consumed, by outcome",

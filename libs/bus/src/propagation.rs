@@ -1,8 +1,8 @@
 //! W3C trace context (`traceparent`, `tracestate`) carried in NATS message headers.
 
 use async_nats::HeaderMap;
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 
 struct NatsInjector<'a>(&'a mut HeaderMap);

@@ -4,11 +4,11 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::BusError;
 use crate::events::{Envelope, Event};
 use crate::metrics::{BusMetrics, KindLabels};
 use crate::propagation::inject_context;
 use crate::subject::Namespace;
-use crate::BusError;
 
 #[derive(Clone)]
 pub struct Publisher {

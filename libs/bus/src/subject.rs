@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 
-use crate::events::Kind;
 use crate::BusError;
+use crate::events::Kind;
 
 /// Prefixes every subject and stream name, so tests sharing one nats-server never see each other.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,7 +54,11 @@ impl Namespace {
         if self.0.is_empty() {
             stream.base_name().to_owned()
         } else {
-            format!("{}_{}", self.0.to_ascii_uppercase().replace('-', "_"), stream.base_name())
+            format!(
+                "{}_{}",
+                self.0.to_ascii_uppercase().replace('-', "_"),
+                stream.base_name()
+            )
         }
     }
 }
@@ -155,7 +159,10 @@ mod tests {
     #[test]
     fn namespaces_prefix_subjects_and_streams() {
         let ns = Namespace::parse("t-42").unwrap();
-        assert_eq!(ns.subject("edge.v1.node.enrolled"), "t-42.edge.v1.node.enrolled");
+        assert_eq!(
+            ns.subject("edge.v1.node.enrolled"),
+            "t-42.edge.v1.node.enrolled"
+        );
         assert_eq!(ns.strip("t-42.deploy.v1.synced"), Some("deploy.v1.synced"));
         assert_eq!(ns.strip("other.deploy.v1.synced"), None);
         assert_eq!(Stream::Edge.name(&ns), "T_42_EDGE");

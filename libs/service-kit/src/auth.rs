@@ -115,7 +115,8 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(settings: AuthSettings) -> Result<Self, String> {
         for token in &settings.service_tokens {
-            let valid = token.sha256.len() == 64 && token.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            let valid =
+                token.sha256.len() == 64 && token.sha256.bytes().all(|b| b.is_ascii_hexdigit());
             if !valid {
                 return Err(format!(
                     "auth.service_tokens: {}: sha256 must be 64 hex digits",
@@ -137,14 +138,14 @@ impl Authenticator {
                 })?;
             return self.token_identity(token.trim());
         }
-        if self.settings.trust_forward_auth {
-            if let Some(user) = headers.get(REMOTE_USER).and_then(|v| v.to_str().ok()) {
-                let groups = headers
-                    .get(REMOTE_GROUPS)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
-                return self.forward_auth_identity(user, groups);
-            }
+        if self.settings.trust_forward_auth
+            && let Some(user) = headers.get(REMOTE_USER).and_then(|v| v.to_str().ok())
+        {
+            let groups = headers
+                .get(REMOTE_GROUPS)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            return self.forward_auth_identity(user, groups);
         }
         Err(ApiError::Unauthorized(
             "no identity: sign in through Authelia or send `Authorization: Bearer <token>`".into(),
@@ -198,7 +199,10 @@ pub async fn authenticate(
     next: Next,
 ) -> Result<Response, ApiError> {
     let identity = auth.identify(request.headers())?;
-    let reads_only = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let reads_only = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
     if !reads_only {
         identity.require(Role::Developer)?;
     }
@@ -234,7 +238,10 @@ mod tests {
     fn bearer_token_maps_to_its_role() {
         let auth = auth_with_token("tok-generated-in-test", Role::Developer);
         let id = auth
-            .identify(&headers(&[("authorization", "Bearer tok-generated-in-test")]))
+            .identify(&headers(&[(
+                "authorization",
+                "Bearer tok-generated-in-test",
+            )]))
             .unwrap();
         assert_eq!(id.role, Role::Developer);
         assert_eq!(id.subject, "token:ci");
@@ -246,10 +253,16 @@ mod tests {
     fn groups_take_the_highest_role_and_unknown_groups_are_forbidden() {
         let auth = Authenticator::new(AuthSettings::default()).unwrap();
         let id = auth
-            .identify(&headers(&[("remote-user", "ana"), ("remote-groups", "viewers, admins")]))
+            .identify(&headers(&[
+                ("remote-user", "ana"),
+                ("remote-groups", "viewers, admins"),
+            ]))
             .unwrap();
         assert_eq!(id.role, Role::Admin);
-        let none = auth.identify(&headers(&[("remote-user", "bob"), ("remote-groups", "cats")]));
+        let none = auth.identify(&headers(&[
+            ("remote-user", "bob"),
+            ("remote-groups", "cats"),
+        ]));
         assert!(matches!(none, Err(ApiError::Forbidden(_))));
     }
 
@@ -260,7 +273,10 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let id = auth.identify(&headers(&[("remote-user", "ana"), ("remote-groups", "admins")]));
+        let id = auth.identify(&headers(&[
+            ("remote-user", "ana"),
+            ("remote-groups", "admins"),
+        ]));
         assert!(matches!(id, Err(ApiError::Unauthorized(_))));
     }
 

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Toml};
 use figment::Figment;
+use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 /// Where an operator's config file is found, if any.
 pub const CONFIG_FILE_VAR: &str = "HOMESTATION_CONFIG_FILE";
@@ -18,7 +18,10 @@ pub struct ConfigError(String);
 
 /// The environment prefix of a service: `inventory` → `HOMESTATION_INVENTORY__`.
 pub fn env_prefix(service: &str) -> String {
-    format!("HOMESTATION_{}__", service.to_ascii_uppercase().replace('-', "_"))
+    format!(
+        "HOMESTATION_{}__",
+        service.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 /// Loads `T` from its defaults, the file named by `HOMESTATION_CONFIG_FILE`, and the service's variables.
@@ -137,6 +140,7 @@ impl NatsSettings {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment's own (large) error
 mod tests {
     use super::*;
 

@@ -2,17 +2,19 @@
 
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
-use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::auth::{authenticate, Authenticator};
+use crate::auth::{Authenticator, authenticate};
 use crate::health::Readiness;
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
 use crate::shutdown::Shutdown;
@@ -162,7 +164,9 @@ pub async fn serve(
     router: Router,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown.wait()).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.wait())
+        .await
 }
 
 /// Serves gRPC routes (with their own auth interceptors) until shutdown.

@@ -12,9 +12,9 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use auth::{Authenticator, Identity, Role};
-pub use config::{load_config, DatabaseSettings, HttpSettings, NatsSettings};
+pub use config::{DatabaseSettings, HttpSettings, NatsSettings, load_config};
 pub use error::ApiError;
-pub use service::{run, Service};
+pub use service::{Service, run};
 pub use shutdown::Shutdown;
 
 /// Makes ring the process's TLS provider (the only crypto library in the build); idempotent.

@@ -43,7 +43,7 @@ impl Shutdown {
 }
 
 async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -104,7 +104,11 @@ impl Tasks {
                 },
             }
         }
-        let drained = drain(async { while self.set.join_next().await.is_some() {} }, grace).await;
+        let drained = drain(
+            async { while self.set.join_next().await.is_some() {} },
+            grace,
+        )
+        .await;
         if !drained {
             tracing::warn!(?grace, "grace period over; aborting what is left");
             self.set.abort_all();

@@ -10,9 +10,9 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use service_kit::{Service, Shutdown};
 use sqlx::{Connection, Executor, PgConnection};
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer;
 use uuid::Uuid;
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -38,17 +38,22 @@ pub struct TestDatabase {
 /// Creates an empty database named `hs_test_<time>_<uuid>` and drops stale ones left by crashed runs.
 pub async fn database() -> TestDatabase {
     let admin = admin_url();
-    let mut conn = PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is not reachable ({e}); run `make services`"));
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
+    let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {admin} is not reachable ({e}); run `make services`")
+    });
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     drop_stale(&mut conn, now).await;
     let name = format!("{DB_PREFIX}{now}_{}", Uuid::new_v4().simple());
     // The name is ours (a prefix, digits and hex), so formatting it into DDL is safe.
     conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .await
         .expect("create test database");
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
     TestDatabase {
         url: format!("{base}/{name}"),
         name,
@@ -56,10 +61,11 @@ pub async fn database() -> TestDatabase {
 }
 
 async fn drop_stale(conn: &mut PgConnection, now: u64) {
-    let names: Vec<(String,)> = sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'hs\\_test\\_%'")
-        .fetch_all(&mut *conn)
-        .await
-        .unwrap_or_default();
+    let names: Vec<(String,)> =
+        sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'hs\\_test\\_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
     for (name,) in names {
         let created = name
             .strip_prefix(DB_PREFIX)
@@ -78,11 +84,17 @@ async fn drop_stale(conn: &mut PgConnection, now: u64) {
 /// A NATS namespace no other test uses: its streams and subjects are its own.
 /// Streams of namespaces older than an hour (left by crashed or finished runs) are deleted first.
 pub async fn nats_namespace() -> bus::Namespace {
-    let client = async_nats::connect(nats_url())
-        .await
-        .unwrap_or_else(|e| panic!("nats-server at {} is not reachable ({e}); run `make services`", nats_url()));
+    let client = async_nats::connect(nats_url()).await.unwrap_or_else(|e| {
+        panic!(
+            "nats-server at {} is not reachable ({e}); run `make services`",
+            nats_url()
+        )
+    });
     let js = async_nats::jetstream::new(client);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     delete_stale_streams(&js, now).await;
     let raw = format!("t{now}-{}", &Uuid::new_v4().simple().to_string()[..8]);
     bus::Namespace::parse(&raw).expect("test namespaces are valid")
@@ -154,7 +166,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -168,17 +183,25 @@ pub struct SpanCapture {
 impl SpanCapture {
     pub fn spans(&self) -> Vec<SpanData> {
         let _ = self.provider.force_flush();
-        self.exporter.get_finished_spans().expect("in-memory exporter")
+        self.exporter
+            .get_finished_spans()
+            .expect("in-memory exporter")
     }
 
     /// Spans with this exported name (a span's `otel.name` field, if set, is its name).
     pub fn named(&self, name: &str) -> Vec<SpanData> {
-        self.spans().into_iter().filter(|s| s.name == name).collect()
+        self.spans()
+            .into_iter()
+            .filter(|s| s.name == name)
+            .collect()
     }
 
     /// Spans of one kind: server, client, producer, consumer or internal.
     pub fn of_kind(&self, kind: opentelemetry::trace::SpanKind) -> Vec<SpanData> {
-        self.spans().into_iter().filter(|s| s.span_kind == kind).collect()
+        self.spans()
+            .into_iter()
+            .filter(|s| s.span_kind == kind)
+            .collect()
     }
 }
 
@@ -192,7 +215,10 @@ pub fn capture_spans() -> SpanCapture {
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("testkit"))
         .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
-    let _ = tracing_subscriber::registry().with(otel).with(test_logs()).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(otel)
+        .with(test_logs())
+        .try_init();
     SpanCapture { exporter, provider }
 }
 
@@ -231,15 +257,19 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new() -> Self {
-        use service_kit::auth::{AuthSettings, ServiceToken};
         use service_kit::Role;
+        use service_kit::auth::{AuthSettings, ServiceToken};
         init_logs();
         let db = database().await;
         let namespace = nats_namespace().await;
         let mut service_tokens = Vec::new();
         let mut issue = |name: &str, role| {
             let (token, sha256) = token();
-            service_tokens.push(ServiceToken { name: name.into(), sha256, role });
+            service_tokens.push(ServiceToken {
+                name: name.into(),
+                sha256,
+                role,
+            });
             token
         };
         let tokens = Tokens {
@@ -247,8 +277,16 @@ impl TestEnv {
             developer: issue("developer", Role::Developer),
             viewer: issue("viewer", Role::Viewer),
         };
-        let auth = AuthSettings { service_tokens, ..Default::default() };
-        Self { db, namespace, tokens, auth }
+        let auth = AuthSettings {
+            service_tokens,
+            ..Default::default()
+        };
+        Self {
+            db,
+            namespace,
+            tokens,
+            auth,
+        }
     }
 
     pub fn database(&self) -> service_kit::DatabaseSettings {

@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use bus::Entity;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes/{node}", get(get_node).delete(delete_node))
         .route("/v1/nodes/{node}/history", get(node_history))
         .route("/v1/services", get(list_services).post(create_service))
-        .route("/v1/services/{service}", get(get_service).delete(delete_service))
+        .route(
+            "/v1/services/{service}",
+            get(get_service).delete(delete_service),
+        )
         .route("/v1/services/{namespace}/{name}", get(get_service_in))
         .route("/v1/summary", get(summary))
         .route("/v1/exports/homepage/services.yaml", get(homepage))
@@ -45,7 +48,10 @@ pub fn router(state: AppState) -> Router {
 
 /// Routes served without an identity.
 pub fn public_router() -> Router {
-    Router::new().route("/v1/openapi.json", get(|| async { axum::Json(ApiDoc::openapi()) }))
+    Router::new().route(
+        "/v1/openapi.json",
+        get(|| async { axum::Json(ApiDoc::openapi()) }),
+    )
 }
 
 #[derive(OpenApi)]
@@ -62,7 +68,9 @@ struct Security;
 
 impl utoipa::Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
@@ -88,14 +96,23 @@ pub struct NodeFilter {
 /// Nodes, optionally filtered by kind and health.
 #[utoipa::path(get, path = "/v1/nodes", params(NodeFilter), responses(
     (status = 200, body = Vec<Node>), (status = 401, body = ErrorBody)))]
-async fn list_nodes(State(s): State<AppState>, Query(filter): Query<NodeFilter>) -> ApiResult<axum::Json<Vec<Node>>> {
-    Ok(axum::Json(store::list_nodes(&s.pool, filter.kind, filter.health).await?))
+async fn list_nodes(
+    State(s): State<AppState>,
+    Query(filter): Query<NodeFilter>,
+) -> ApiResult<axum::Json<Vec<Node>>> {
+    Ok(axum::Json(
+        store::list_nodes(&s.pool, filter.kind, filter.health).await?,
+    ))
 }
 
 /// Records a node by hand (a control, worker or VM node; edge nodes enrol through edge-registry).
 #[utoipa::path(post, path = "/v1/nodes", request_body = NodeRequest, responses(
     (status = 201, body = Node), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_node(State(s): State<AppState>, identity: Identity, Json(request): Json<NodeRequest>) -> ApiResult<Response> {
+async fn create_node(
+    State(s): State<AppState>,
+    identity: Identity,
+    Json(request): Json<NodeRequest>,
+) -> ApiResult<Response> {
     let node = NewNode::try_from(request)?;
     let mut tx = s.pool.begin().await?;
     let created = store::insert_node(&mut tx, &node, "api")
@@ -105,7 +122,12 @@ async fn create_node(State(s): State<AppState>, identity: Identity, Json(request
     s.outbox.notify_one();
     tracing::info!(node = %created.name, by = %identity.subject, "node added");
     let location = format!("/v1/nodes/{}", created.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(created)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(created),
+    )
+        .into_response())
 }
 
 fn conflict(error: sqlx::Error, message: String) -> ApiError {
@@ -118,20 +140,31 @@ fn conflict(error: sqlx::Error, message: String) -> ApiError {
 /// One node, by id or name.
 #[utoipa::path(get, path = "/v1/nodes/{node}", params(("node" = String, Path, description = "id or name")), responses(
     (status = 200, body = Node), (status = 404, body = ErrorBody)))]
-async fn get_node(State(s): State<AppState>, Path(node): Path<String>) -> ApiResult<axum::Json<Node>> {
+async fn get_node(
+    State(s): State<AppState>,
+    Path(node): Path<String>,
+) -> ApiResult<axum::Json<Node>> {
     find_node(&s.pool, &node).await.map(axum::Json)
 }
 
 async fn find_node(pool: &PgPool, node: &str) -> ApiResult<Node> {
     store::get_node(pool, &Key::parse(node))
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no node {node}; `homestation nodes list` shows them")))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no node {node}; `homestation nodes list` shows them"
+            ))
+        })
 }
 
 /// Removes a node from inventory (Admin only).
 #[utoipa::path(delete, path = "/v1/nodes/{node}", params(("node" = String, Path, description = "id or name")), responses(
     (status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_node(State(s): State<AppState>, identity: Identity, Path(node): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_node(
+    State(s): State<AppState>,
+    identity: Identity,
+    Path(node): Path<String>,
+) -> ApiResult<StatusCode> {
     identity.require(Role::Admin)?;
     let mut tx = s.pool.begin().await?;
     let deleted = store::delete_node(&mut tx, &Key::parse(&node))
@@ -163,7 +196,9 @@ async fn node_history(
         return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
     }
     let node = find_node(&s.pool, &node).await?;
-    Ok(axum::Json(store::health_history(&s.pool, Entity::Node, node.id, limit).await?))
+    Ok(axum::Json(
+        store::health_history(&s.pool, Entity::Node, node.id, limit).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -174,30 +209,55 @@ pub struct ServiceFilter {
 
 /// Services, optionally in one namespace.
 #[utoipa::path(get, path = "/v1/services", params(ServiceFilter), responses((status = 200, body = Vec<ServiceRecord>)))]
-async fn list_services(State(s): State<AppState>, Query(f): Query<ServiceFilter>) -> ApiResult<axum::Json<Vec<ServiceRecord>>> {
-    Ok(axum::Json(store::list_services(&s.pool, f.namespace.as_deref()).await?))
+async fn list_services(
+    State(s): State<AppState>,
+    Query(f): Query<ServiceFilter>,
+) -> ApiResult<axum::Json<Vec<ServiceRecord>>> {
+    Ok(axum::Json(
+        store::list_services(&s.pool, f.namespace.as_deref()).await?,
+    ))
 }
 
 /// Records a service and its endpoints.
 #[utoipa::path(post, path = "/v1/services", request_body = ServiceRequest, responses(
     (status = 201, body = ServiceRecord), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_service(State(s): State<AppState>, identity: Identity, Json(request): Json<ServiceRequest>) -> ApiResult<Response> {
+async fn create_service(
+    State(s): State<AppState>,
+    identity: Identity,
+    Json(request): Json<ServiceRequest>,
+) -> ApiResult<Response> {
     let service = NewService::try_from(request)?;
     let mut tx = s.pool.begin().await?;
-    let created = store::insert_service(&mut tx, &service, "api").await.map_err(|e| {
-        conflict(e, format!("service {}/{} exists already", service.namespace, service.name))
-    })?;
+    let created = store::insert_service(&mut tx, &service, "api")
+        .await
+        .map_err(|e| {
+            conflict(
+                e,
+                format!(
+                    "service {}/{} exists already",
+                    service.namespace, service.name
+                ),
+            )
+        })?;
     tx.commit().await?;
     s.outbox.notify_one();
     tracing::info!(service = %created.name, by = %identity.subject, "service added");
     let location = format!("/v1/services/{}", created.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(created)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(created),
+    )
+        .into_response())
 }
 
 /// One service, by id, `name` or `namespace/name`.
 #[utoipa::path(get, path = "/v1/services/{service}", params(("service" = String, Path)), responses(
     (status = 200, body = ServiceRecord), (status = 404, body = ErrorBody)))]
-async fn get_service(State(s): State<AppState>, Path(service): Path<String>) -> ApiResult<axum::Json<ServiceRecord>> {
+async fn get_service(
+    State(s): State<AppState>,
+    Path(service): Path<String>,
+) -> ApiResult<axum::Json<ServiceRecord>> {
     find_service(&s.pool, &service).await.map(axum::Json)
 }
 
@@ -208,7 +268,9 @@ async fn get_service_in(
     State(s): State<AppState>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<ServiceRecord>> {
-    find_service(&s.pool, &format!("{namespace}/{name}")).await.map(axum::Json)
+    find_service(&s.pool, &format!("{namespace}/{name}"))
+        .await
+        .map(axum::Json)
 }
 
 async fn find_service(pool: &PgPool, service: &str) -> ApiResult<ServiceRecord> {
@@ -220,7 +282,11 @@ async fn find_service(pool: &PgPool, service: &str) -> ApiResult<ServiceRecord> 
 /// Removes a service (Admin only).
 #[utoipa::path(delete, path = "/v1/services/{service}", params(("service" = String, Path)), responses(
     (status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_service(State(s): State<AppState>, identity: Identity, Path(service): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_service(
+    State(s): State<AppState>,
+    identity: Identity,
+    Path(service): Path<String>,
+) -> ApiResult<StatusCode> {
     identity.require(Role::Admin)?;
     let found = find_service(&s.pool, &service).await?;
     let mut tx = s.pool.begin().await?;
@@ -276,12 +342,20 @@ pub struct ActivityLine {
 
 impl From<Activity> for ActivityLine {
     fn from(a: Activity) -> Self {
-        Self { key: a.key, status: a.status, at: a.at, detail: a.detail }
+        Self {
+            key: a.key,
+            status: a.status,
+            at: a.at,
+            detail: a.detail,
+        }
     }
 }
 
 fn counts(by_health: BTreeMap<String, i64>) -> Counts {
-    Counts { total: by_health.values().sum(), by_health }
+    Counts {
+        total: by_health.values().sum(),
+        by_health,
+    }
 }
 
 /// Nodes, services, the edge fleet and the latest deploys, backups, drills and rotations in one document.
@@ -324,7 +398,11 @@ async fn summary(State(s): State<AppState>) -> ApiResult<axum::Json<Summary>> {
 #[utoipa::path(get, path = "/v1/exports/homepage/services.yaml", responses((status = 200, content_type = "application/yaml", body = String)))]
 async fn homepage(State(s): State<AppState>) -> ApiResult<Response> {
     let services = store::list_services(&s.pool, None).await?;
-    Ok(([(header::CONTENT_TYPE, "application/yaml")], exports::homepage_yaml(&services)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/yaml")],
+        exports::homepage_yaml(&services),
+    )
+        .into_response())
 }
 
 /// Prometheus HTTP service discovery: one target group per service endpoint and per node.

@@ -203,11 +203,14 @@ impl Labels {
     pub fn parse(raw: BTreeMap<String, String>) -> Result<Self, Invalid> {
         for (key, value) in &raw {
             let field = format!("labels.{key}");
-            let (prefix, name) = key.rsplit_once('/').map_or((None, key.as_str()), |(p, n)| (Some(p), n));
+            let (prefix, name) = key
+                .rsplit_once('/')
+                .map_or((None, key.as_str()), |(p, n)| (Some(p), n));
             let segment_ok = |s: &str, max: usize| {
                 !s.is_empty()
                     && s.len() <= max
-                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
                     && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
                     && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
             };
@@ -215,10 +218,16 @@ impl Labels {
                 p.len() <= 253 && p.split('.').all(|part| Name::parse("", part).is_ok())
             });
             if !segment_ok(name, 63) || !prefix_ok {
-                return Err(Invalid::new(field, "is not a valid label key ([prefix/]name)"));
+                return Err(Invalid::new(
+                    field,
+                    "is not a valid label key ([prefix/]name)",
+                ));
             }
             if !value.is_empty() && !segment_ok(value, 63) {
-                return Err(Invalid::new(field, format!("{value:?} is not a valid label value")));
+                return Err(Invalid::new(
+                    field,
+                    format!("{value:?} is not a valid label value"),
+                ));
             }
         }
         Ok(Self(raw))
@@ -281,7 +290,12 @@ impl Endpoint {
         let rest = raw
             .strip_prefix("http://")
             .or_else(|| raw.strip_prefix("https://"))
-            .ok_or_else(|| Invalid::new(field, format!("{raw:?} must start with http:// or https://")))?;
+            .ok_or_else(|| {
+                Invalid::new(
+                    field,
+                    format!("{raw:?} must start with http:// or https://"),
+                )
+            })?;
         let host_port = rest.split('/').next().unwrap_or_default();
         let valid_host = !host_port.is_empty()
             && host_port

@@ -6,13 +6,13 @@ use std::time::Duration;
 use bus::{Change, Entity, Envelope, Event, HandleError, Handler, Namespace, Publisher};
 use serde_json::json;
 use service_kit::Shutdown;
-use sqlx::types::Json;
 use sqlx::PgPool;
+use sqlx::types::Json;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::domain::{GpuFacts, Health};
-use crate::store::{self, event_name, Tx};
+use crate::store::{self, Tx, event_name};
 
 /// Applies events to the database, each exactly once (the ledger), in one transaction with its effects.
 pub struct Applier {
@@ -61,7 +61,11 @@ impl From<sqlx::Error> for Failure {
     }
 }
 
-async fn heartbeat(pool: &PgPool, envelope: &Envelope, beat: &bus::NodeHeartbeat) -> sqlx::Result<()> {
+async fn heartbeat(
+    pool: &PgPool,
+    envelope: &Envelope,
+    beat: &bus::NodeHeartbeat,
+) -> sqlx::Result<()> {
     let updated = sqlx::query(
         "UPDATE nodes SET last_heartbeat = $2, last_seen = $3
          WHERE id = $1 AND (last_seen IS NULL OR last_seen <= $3)",
@@ -83,8 +87,12 @@ async fn apply(tx: &mut Tx<'_>, envelope: &Envelope) -> Result<(), Failure> {
         Event::NodeOffline(e) => liveness(tx, envelope, e, Health::Offline).await,
         Event::NodeOnline(e) => liveness(tx, envelope, e, Health::Healthy).await,
         Event::DeploySynced(d) => deployment(tx, envelope, d, "synced", None).await,
-        Event::DeployHealthy(d) => deployment(tx, envelope, d, "healthy", Some(Health::Healthy)).await,
-        Event::DeployDegraded(d) => deployment(tx, envelope, d, "degraded", Some(Health::Degraded)).await,
+        Event::DeployHealthy(d) => {
+            deployment(tx, envelope, d, "healthy", Some(Health::Healthy)).await
+        }
+        Event::DeployDegraded(d) => {
+            deployment(tx, envelope, d, "degraded", Some(Health::Degraded)).await
+        }
         Event::DeployRolledBack(d) => {
             deployment(tx, envelope, d, "rolled_back", Some(Health::Degraded)).await
         }
@@ -102,7 +110,11 @@ async fn apply(tx: &mut Tx<'_>, envelope: &Envelope) -> Result<(), Failure> {
     }
 }
 
-async fn enrolled(tx: &mut Tx<'_>, envelope: &Envelope, e: &bus::NodeEnrolled) -> Result<(), Failure> {
+async fn enrolled(
+    tx: &mut Tx<'_>,
+    envelope: &Envelope,
+    e: &bus::NodeEnrolled,
+) -> Result<(), Failure> {
     let name = event_name("name", &e.name).map_err(Failure::Reject)?;
     // A node re-enrolled under a new name keeps its id; the old row goes.
     sqlx::query("DELETE FROM nodes WHERE id = $1 AND name <> $2")
@@ -129,13 +141,31 @@ async fn enrolled(tx: &mut Tx<'_>, envelope: &Envelope, e: &bus::NodeEnrolled) -
     .bind(&envelope.source)
     .fetch_one(&mut **tx)
     .await?;
-    store::record_health(tx, Entity::Node, e.node_id, Health::Healthy, Some("enrolled"), Some(envelope.id), envelope.occurred_at).await?;
-    let change = if created { Change::Created } else { Change::Updated };
+    store::record_health(
+        tx,
+        Entity::Node,
+        e.node_id,
+        Health::Healthy,
+        Some("enrolled"),
+        Some(envelope.id),
+        envelope.occurred_at,
+    )
+    .await?;
+    let change = if created {
+        Change::Created
+    } else {
+        Change::Updated
+    };
     store::record_change(tx, Entity::Node, e.node_id, name.as_str(), change).await?;
     Ok(())
 }
 
-async fn liveness(tx: &mut Tx<'_>, envelope: &Envelope, e: &bus::NodeLiveness, health: Health) -> Result<(), Failure> {
+async fn liveness(
+    tx: &mut Tx<'_>,
+    envelope: &Envelope,
+    e: &bus::NodeLiveness,
+    health: Health,
+) -> Result<(), Failure> {
     let found: Option<String> = sqlx::query_scalar(
         "UPDATE nodes SET health = $2, health_reason = $3, updated_at = now(),
                 last_seen = GREATEST(last_seen, $4)
@@ -148,9 +178,21 @@ async fn liveness(tx: &mut Tx<'_>, envelope: &Envelope, e: &bus::NodeLiveness, h
     .fetch_optional(&mut **tx)
     .await?;
     let Some(name) = found else {
-        return Err(Failure::Reject(format!("node {} ({}) is not in inventory", e.node_id, e.name)));
+        return Err(Failure::Reject(format!(
+            "node {} ({}) is not in inventory",
+            e.node_id, e.name
+        )));
     };
-    store::record_health(tx, Entity::Node, e.node_id, health, e.reason.as_deref(), Some(envelope.id), envelope.occurred_at).await?;
+    store::record_health(
+        tx,
+        Entity::Node,
+        e.node_id,
+        health,
+        e.reason.as_deref(),
+        Some(envelope.id),
+        envelope.occurred_at,
+    )
+    .await?;
     store::record_change(tx, Entity::Node, e.node_id, &name, Change::Updated).await?;
     Ok(())
 }
@@ -164,7 +206,10 @@ async fn deployment(
 ) -> Result<(), Failure> {
     let app = event_name("app", &d.app).map_err(Failure::Reject)?;
     let namespace = event_name("namespace", &d.namespace).map_err(Failure::Reject)?;
-    let reason = d.reason.clone().or_else(|| Some(format!("{status} at {}", d.revision)));
+    let reason = d
+        .reason
+        .clone()
+        .or_else(|| Some(format!("{status} at {}", d.revision)));
     let (id, created, previous): (Uuid, bool, String) = sqlx::query_as(
         "WITH before AS (SELECT health FROM services WHERE namespace = $2 AND name = $3)
          INSERT INTO services (id, name, namespace, health, health_reason, revision, source)
@@ -185,24 +230,49 @@ async fn deployment(
     .fetch_one(&mut **tx)
     .await?;
     if let Some(health) = health.filter(|h| h.as_str() != previous) {
-        store::record_health(tx, Entity::Service, id, health, reason.as_deref(), Some(envelope.id), envelope.occurred_at).await?;
+        store::record_health(
+            tx,
+            Entity::Service,
+            id,
+            health,
+            reason.as_deref(),
+            Some(envelope.id),
+            envelope.occurred_at,
+        )
+        .await?;
     }
     let key = format!("{namespace}/{app}");
     let detail = json!({ "revision": d.revision, "reason": d.reason });
     store::record_activity(tx, envelope, "deploy", &key, status, detail).await?;
-    let change = if created { Change::Created } else { Change::Updated };
+    let change = if created {
+        Change::Created
+    } else {
+        Change::Updated
+    };
     store::record_change(tx, Entity::Service, id, app.as_str(), change).await?;
     Ok(())
 }
 
-async fn backup(tx: &mut Tx<'_>, envelope: &Envelope, r: &bus::BackupRun, status: &str) -> Result<(), Failure> {
-    let detail = json!({ "run_id": r.run_id, "source": r.source, "bytes": r.bytes, "reason": r.reason });
+async fn backup(
+    tx: &mut Tx<'_>,
+    envelope: &Envelope,
+    r: &bus::BackupRun,
+    status: &str,
+) -> Result<(), Failure> {
+    let detail =
+        json!({ "run_id": r.run_id, "source": r.source, "bytes": r.bytes, "reason": r.reason });
     store::record_activity(tx, envelope, "backup", &r.policy, status, detail).await?;
     Ok(())
 }
 
-async fn drill(tx: &mut Tx<'_>, envelope: &Envelope, d: &bus::BackupDrill, status: &str) -> Result<(), Failure> {
-    let detail = json!({ "backup_id": d.backup_id, "duration_ms": d.duration_ms, "reason": d.reason });
+async fn drill(
+    tx: &mut Tx<'_>,
+    envelope: &Envelope,
+    d: &bus::BackupDrill,
+    status: &str,
+) -> Result<(), Failure> {
+    let detail =
+        json!({ "backup_id": d.backup_id, "duration_ms": d.duration_ms, "reason": d.reason });
     store::record_activity(tx, envelope, "drill", &d.policy, status, detail).await?;
     Ok(())
 }
@@ -247,13 +317,20 @@ pub async fn relay_outbox(
 
 async fn relay_batch(pool: &PgPool, publisher: &Publisher) -> Result<usize, String> {
     let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-    let rows = store::outbox_batch(&mut tx, OUTBOX_BATCH).await.map_err(|e| e.to_string())?;
+    let rows = store::outbox_batch(&mut tx, OUTBOX_BATCH)
+        .await
+        .map_err(|e| e.to_string())?;
     for (id, subject, payload) in &rows {
         match Envelope::parse(&Namespace::production(), subject, payload) {
-            Ok(envelope) => publisher.publish_envelope(&envelope).await.map_err(|e| e.to_string())?,
+            Ok(envelope) => publisher
+                .publish_envelope(&envelope)
+                .await
+                .map_err(|e| e.to_string())?,
             Err(e) => tracing::error!(id, error = %e, "unreadable outbox row dropped"),
         }
-        store::outbox_delete(&mut tx, *id).await.map_err(|e| e.to_string())?;
+        store::outbox_delete(&mut tx, *id)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(rows.len())

@@ -17,11 +17,12 @@ pub struct GrpcApi {
 pub async fn routes(pool: PgPool, auth: Authenticator) -> tonic::service::Routes {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<InventoryServer<GrpcApi>>().await;
-    let authenticated = InventoryServer::with_interceptor(GrpcApi { pool }, move |request: Request<()>| {
-        let headers = request.metadata().clone().into_headers();
-        auth.identify(&headers).map_err(Status::from)?;
-        Ok(request)
-    });
+    let authenticated =
+        InventoryServer::with_interceptor(GrpcApi { pool }, move |request: Request<()>| {
+            let headers = request.metadata().clone().into_headers();
+            auth.identify(&headers).map_err(Status::from)?;
+            Ok(request)
+        });
     tonic::service::Routes::new(health_service).add_service(authenticated)
 }
 
@@ -67,7 +68,10 @@ impl From<ServiceRecord> for pb::Service {
 
 #[tonic::async_trait]
 impl Inventory for GrpcApi {
-    async fn get_node(&self, request: Request<pb::GetNodeRequest>) -> Result<Response<pb::Node>, Status> {
+    async fn get_node(
+        &self,
+        request: Request<pb::GetNodeRequest>,
+    ) -> Result<Response<pb::Node>, Status> {
         let key = request.into_inner().id_or_name;
         let node = store::get_node(&self.pool, &Key::parse(&key))
             .await
@@ -76,21 +80,31 @@ impl Inventory for GrpcApi {
         Ok(Response::new(node.into()))
     }
 
-    async fn list_nodes(&self, request: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
+    async fn list_nodes(
+        &self,
+        request: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
         let raw = request.into_inner().kind;
         let kind = match raw.as_str() {
             "" => None,
             other => Some(NodeKind::parse(other).ok_or_else(|| {
-                Status::invalid_argument(format!("kind: {other:?} is not one of control, worker, edge, vm"))
+                Status::invalid_argument(format!(
+                    "kind: {other:?} is not one of control, worker, edge, vm"
+                ))
             })?),
         };
-        let nodes = store::list_nodes(&self.pool, kind, None).await.map_err(ApiError::from)?;
+        let nodes = store::list_nodes(&self.pool, kind, None)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::ListNodesResponse {
             nodes: nodes.into_iter().map(Into::into).collect(),
         }))
     }
 
-    async fn list_services(&self, request: Request<pb::ListServicesRequest>) -> Result<Response<pb::ListServicesResponse>, Status> {
+    async fn list_services(
+        &self,
+        request: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
         let namespace = request.into_inner().namespace;
         let namespace = (!namespace.is_empty()).then_some(namespace);
         let services = store::list_services(&self.pool, namespace.as_deref())
@@ -101,10 +115,15 @@ impl Inventory for GrpcApi {
         }))
     }
 
-    async fn get_summary(&self, _: Request<pb::GetSummaryRequest>) -> Result<Response<pb::Summary>, Status> {
+    async fn get_summary(
+        &self,
+        _: Request<pb::GetSummaryRequest>,
+    ) -> Result<Response<pb::Summary>, Status> {
         use store::{CountColumn, Counted};
         let counted = |table, column| async move {
-            store::count_by(&self.pool, table, column).await.map_err(ApiError::from)
+            store::count_by(&self.pool, table, column)
+                .await
+                .map_err(ApiError::from)
         };
         let nodes = counted(Counted::Nodes, CountColumn::Health).await?;
         let kinds = counted(Counted::Nodes, CountColumn::Kind).await?;

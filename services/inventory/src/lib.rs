@@ -15,7 +15,7 @@ use bus::{BusMetrics, ConsumerSettings, ConsumerSpec, Namespace, Publisher, Stre
 use serde::Deserialize;
 use service_kit::auth::AuthSettings;
 use service_kit::health::Readiness;
-use service_kit::http::{service_router, Kit};
+use service_kit::http::{Kit, service_router};
 use service_kit::metrics::Metrics;
 use service_kit::shutdown::Tasks;
 use service_kit::{Authenticator, DatabaseSettings, HttpSettings, NatsSettings, Shutdown};
@@ -86,11 +86,15 @@ pub struct Application {
 
 impl Application {
     pub fn http_addr(&self) -> SocketAddr {
-        self.http.local_addr().expect("bound listener has an address")
+        self.http
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().expect("bound listener has an address")
+        self.grpc
+            .local_addr()
+            .expect("bound listener has an address")
     }
 }
 
@@ -102,7 +106,10 @@ impl service_kit::Service for Application {
     async fn build(config: Config) -> Result<Self> {
         let auth = Authenticator::new(config.auth).map_err(Error::Config)?;
         let namespace = Namespace::parse(&config.nats.namespace)?;
-        let pool = config.database.pool().map_err(|e| Error::Config(e.to_string()))?;
+        let pool = config
+            .database
+            .pool()
+            .map_err(|e| Error::Config(e.to_string()))?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let nats = config
             .nats
@@ -111,7 +118,10 @@ impl service_kit::Service for Application {
             .map_err(|e| Error::Config(e.to_string()))?;
         bus::ensure_streams(&async_nats::jetstream::new(nats.clone()), &namespace).await?;
         let bind = |what, settings: HttpSettings| async move {
-            settings.bind().await.map_err(|source| Error::Bind { what, source })
+            settings
+                .bind()
+                .await
+                .map_err(|source| Error::Bind { what, source })
         };
         Ok(Self {
             http: bind("http", config.http).await?,
@@ -159,7 +169,13 @@ impl service_kit::Service for Application {
         );
         let spec = ConsumerSpec::with_settings(
             CONSUMER,
-            &[Stream::Edge, Stream::Heartbeats, Stream::Deploy, Stream::Backup, Stream::Secrets],
+            &[
+                Stream::Edge,
+                Stream::Heartbeats,
+                Stream::Deploy,
+                Stream::Backup,
+                Stream::Secrets,
+            ],
             &self.consumer,
         );
         let applier = events::Applier {

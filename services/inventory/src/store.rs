@@ -59,7 +59,9 @@ impl FromRow<'_, PgRow> for Node {
             health: health_of(row)?,
             health_reason: row.try_get("health_reason")?,
             last_seen: row.try_get("last_seen")?,
-            last_heartbeat: row.try_get::<Option<Json<_>>, _>("last_heartbeat")?.map(|j| j.0),
+            last_heartbeat: row
+                .try_get::<Option<Json<_>>, _>("last_heartbeat")?
+                .map(|j| j.0),
             source: row.try_get("source")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -173,18 +175,22 @@ pub async fn insert_node(tx: &mut Tx<'_>, node: &NewNode, source: &str) -> sqlx:
 }
 
 pub async fn delete_node(tx: &mut Tx<'_>, key: &Key) -> sqlx::Result<Option<Node>> {
-    let deleted: Option<Node> = sqlx::query_as("DELETE FROM nodes WHERE id = $1 OR name = $2 RETURNING *")
-        .bind(key.id())
-        .bind(key.name())
-        .fetch_optional(&mut **tx)
-        .await?;
+    let deleted: Option<Node> =
+        sqlx::query_as("DELETE FROM nodes WHERE id = $1 OR name = $2 RETURNING *")
+            .bind(key.id())
+            .bind(key.name())
+            .fetch_optional(&mut **tx)
+            .await?;
     if let Some(node) = &deleted {
         record_change(tx, Entity::Node, node.id, &node.name, Change::Deleted).await?;
     }
     Ok(deleted)
 }
 
-pub async fn list_services(pool: &PgPool, namespace: Option<&str>) -> sqlx::Result<Vec<ServiceRecord>> {
+pub async fn list_services(
+    pool: &PgPool,
+    namespace: Option<&str>,
+) -> sqlx::Result<Vec<ServiceRecord>> {
     sqlx::query_as("SELECT * FROM services WHERE ($1::text IS NULL OR namespace = $1) ORDER BY namespace, name")
         .bind(namespace)
         .fetch_all(pool)
@@ -208,7 +214,11 @@ pub async fn get_service(pool: &PgPool, key: &Key) -> sqlx::Result<Option<Servic
     .await
 }
 
-pub async fn insert_service(tx: &mut Tx<'_>, service: &NewService, source: &str) -> sqlx::Result<ServiceRecord> {
+pub async fn insert_service(
+    tx: &mut Tx<'_>,
+    service: &NewService,
+    source: &str,
+) -> sqlx::Result<ServiceRecord> {
     let endpoints: Vec<&str> = service.endpoints.iter().map(|e| e.as_str()).collect();
     let created: ServiceRecord = sqlx::query_as(
         "INSERT INTO services (id, name, namespace, endpoints, owner, description, source)
@@ -223,15 +233,23 @@ pub async fn insert_service(tx: &mut Tx<'_>, service: &NewService, source: &str)
     .bind(source)
     .fetch_one(&mut **tx)
     .await?;
-    record_change(tx, Entity::Service, created.id, &created.name, Change::Created).await?;
+    record_change(
+        tx,
+        Entity::Service,
+        created.id,
+        &created.name,
+        Change::Created,
+    )
+    .await?;
     Ok(created)
 }
 
 pub async fn delete_service(tx: &mut Tx<'_>, id: Uuid) -> sqlx::Result<Option<ServiceRecord>> {
-    let deleted: Option<ServiceRecord> = sqlx::query_as("DELETE FROM services WHERE id = $1 RETURNING *")
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let deleted: Option<ServiceRecord> =
+        sqlx::query_as("DELETE FROM services WHERE id = $1 RETURNING *")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
     if let Some(s) = &deleted {
         record_change(tx, Entity::Service, s.id, &s.name, Change::Deleted).await?;
     }
@@ -245,7 +263,12 @@ pub struct HealthChange {
     pub observed_at: DateTime<Utc>,
 }
 
-pub async fn health_history(pool: &PgPool, entity: Entity, id: Uuid, limit: i64) -> sqlx::Result<Vec<HealthChange>> {
+pub async fn health_history(
+    pool: &PgPool,
+    entity: Entity,
+    id: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<HealthChange>> {
     let rows = sqlx::query(
         "SELECT health, reason, observed_at FROM health_history
          WHERE entity = $1 AND entity_id = $2 ORDER BY observed_at DESC, id DESC LIMIT $3",
@@ -298,7 +321,13 @@ pub async fn record_health(
 }
 
 /// Queues `inventory.v1.changed` in the same transaction as the change; the relay publishes it after commit.
-pub async fn record_change(tx: &mut Tx<'_>, entity: Entity, id: Uuid, name: &str, change: Change) -> sqlx::Result<()> {
+pub async fn record_change(
+    tx: &mut Tx<'_>,
+    entity: Entity,
+    id: Uuid,
+    name: &str,
+    change: Change,
+) -> sqlx::Result<()> {
     let envelope = Envelope::new(
         SOURCE,
         Event::InventoryChanged(InventoryChanged {
@@ -318,11 +347,13 @@ pub async fn record_change(tx: &mut Tx<'_>, entity: Entity, id: Uuid, name: &str
 
 /// Records `event_id` as applied; false if it already was (a redelivery), in which case nothing must change.
 pub async fn claim_event(tx: &mut Tx<'_>, event_id: Uuid, subject: &str) -> sqlx::Result<bool> {
-    let inserted = sqlx::query("INSERT INTO processed_events (event_id, subject) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(event_id)
-        .bind(subject)
-        .execute(&mut **tx)
-        .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO processed_events (event_id, subject) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(subject)
+    .execute(&mut **tx)
+    .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
@@ -335,11 +366,16 @@ pub async fn prune_ledger(pool: &PgPool) -> sqlx::Result<u64> {
 }
 
 /// The oldest queued outbox rows, locked for this relay.
-pub async fn outbox_batch(tx: &mut Tx<'_>, limit: i64) -> sqlx::Result<Vec<(i64, String, Vec<u8>)>> {
-    sqlx::query_as("SELECT id, subject, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED")
-        .bind(limit)
-        .fetch_all(&mut **tx)
-        .await
+pub async fn outbox_batch(
+    tx: &mut Tx<'_>,
+    limit: i64,
+) -> sqlx::Result<Vec<(i64, String, Vec<u8>)>> {
+    sqlx::query_as(
+        "SELECT id, subject, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await
 }
 
 pub async fn outbox_delete(tx: &mut Tx<'_>, id: i64) -> sqlx::Result<()> {
@@ -406,10 +442,16 @@ pub async fn latest_activity(pool: &PgPool, kind: &str) -> sqlx::Result<Vec<Acti
 }
 
 /// Counts of `column` values in `table`, for the summary.
-pub async fn count_by(pool: &PgPool, table: Counted, column: CountColumn) -> sqlx::Result<BTreeMap<String, i64>> {
+pub async fn count_by(
+    pool: &PgPool,
+    table: Counted,
+    column: CountColumn,
+) -> sqlx::Result<BTreeMap<String, i64>> {
     let sql: &'static str = match (table, column) {
         (Counted::Nodes, CountColumn::Kind) => "SELECT kind, count(*) FROM nodes GROUP BY kind",
-        (Counted::Nodes, CountColumn::Health) => "SELECT health, count(*) FROM nodes GROUP BY health",
+        (Counted::Nodes, CountColumn::Health) => {
+            "SELECT health, count(*) FROM nodes GROUP BY health"
+        }
         (Counted::Services, _) => "SELECT health, count(*) FROM services GROUP BY health",
     };
     let rows: Vec<(String, i64)> = sqlx::query_as(sql).fetch_all(pool).await?;

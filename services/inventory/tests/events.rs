@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bus::{Envelope, Event, Stream};
-use common::{spawn_inventory, TestInventory};
+use common::{TestInventory, spawn_inventory};
 use futures_util::StreamExt;
 use serde_json::Value;
 use testkit::eventually;
@@ -44,7 +44,9 @@ fn deployment(app: &str, revision: &str) -> bus::Deployment {
 
 async fn node_when(app: &TestInventory, name: &str, check: impl Fn(&Value) -> bool) -> Value {
     eventually(&format!("node {name} to match"), WAIT, || async {
-        let response = app.get(&format!("/v1/nodes/{name}"), &app.tokens.viewer).await;
+        let response = app
+            .get(&format!("/v1/nodes/{name}"), &app.tokens.viewer)
+            .await;
         if response.status() != 200 {
             return None;
         }
@@ -62,7 +64,8 @@ async fn count(app: &TestInventory, sql: &'static str) -> i64 {
 async fn edge_events_build_the_node_and_its_health_history() {
     let app = spawn_inventory().await;
     let id = Uuid::new_v4();
-    app.publish("edge-registry", enrolled(id, "jetson-orin-1")).await;
+    app.publish("edge-registry", enrolled(id, "jetson-orin-1"))
+        .await;
     let node = node_when(&app, "jetson-orin-1", |n| n["health"] == "healthy").await;
     assert_eq!(node["id"], id.to_string());
     assert_eq!(node["kind"], "edge");
@@ -77,7 +80,10 @@ async fn edge_events_build_the_node_and_its_health_history() {
         disk_free_bytes: Some(10 << 30),
     });
     app.publish("edge-registry", beat).await;
-    node_when(&app, "jetson-orin-1", |n| n["last_heartbeat"]["gpu_utilization_pct"] == 40.0).await;
+    node_when(&app, "jetson-orin-1", |n| {
+        n["last_heartbeat"]["gpu_utilization_pct"] == 40.0
+    })
+    .await;
 
     let liveness = |reason: &str| bus::NodeLiveness {
         node_id: id,
@@ -85,13 +91,29 @@ async fn edge_events_build_the_node_and_its_health_history() {
         last_seen: chrono::Utc::now(),
         reason: Some(reason.into()),
     };
-    app.publish("edge-registry", Event::NodeOffline(liveness("missed 3 heartbeats"))).await;
+    app.publish(
+        "edge-registry",
+        Event::NodeOffline(liveness("missed 3 heartbeats")),
+    )
+    .await;
     node_when(&app, "jetson-orin-1", |n| n["health"] == "offline").await;
-    app.publish("edge-registry", Event::NodeOnline(liveness("heartbeat resumed"))).await;
-    node_when(&app, "jetson-orin-1", |n| n["health"] == "healthy" && n["health_reason"] == "heartbeat resumed").await;
+    app.publish(
+        "edge-registry",
+        Event::NodeOnline(liveness("heartbeat resumed")),
+    )
+    .await;
+    node_when(&app, "jetson-orin-1", |n| {
+        n["health"] == "healthy" && n["health_reason"] == "heartbeat resumed"
+    })
+    .await;
 
     let history = app.get_json("/v1/nodes/jetson-orin-1/history").await;
-    let states: Vec<&str> = history.as_array().unwrap().iter().map(|h| h["health"].as_str().unwrap()).collect();
+    let states: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["health"].as_str().unwrap())
+        .collect();
     assert_eq!(states, ["healthy", "offline", "healthy"], "newest first");
 
     let summary = app.get_json("/v1/summary").await;
@@ -103,8 +125,16 @@ async fn edge_events_build_the_node_and_its_health_history() {
 #[tokio::test]
 async fn deploy_backup_and_secret_events_reach_the_summary() {
     let app = spawn_inventory().await;
-    app.publish("deployer", Event::DeploySynced(deployment("shop", "abc123"))).await;
-    app.publish("deployer", Event::DeployHealthy(deployment("shop", "abc123"))).await;
+    app.publish(
+        "deployer",
+        Event::DeploySynced(deployment("shop", "abc123")),
+    )
+    .await;
+    app.publish(
+        "deployer",
+        Event::DeployHealthy(deployment("shop", "abc123")),
+    )
+    .await;
     let run = bus::BackupRun {
         policy: "postgres-nightly".into(),
         run_id: Uuid::new_v4(),
@@ -112,11 +142,24 @@ async fn deploy_backup_and_secret_events_reach_the_summary() {
         bytes: Some(123_456),
         reason: None,
     };
-    app.publish("backup", Event::BackupRunStarted(run.clone())).await;
+    app.publish("backup", Event::BackupRunStarted(run.clone()))
+        .await;
     app.publish("backup", Event::BackupRunSucceeded(run)).await;
-    let drill = bus::BackupDrill { policy: "postgres-nightly".into(), backup_id: Uuid::new_v4(), duration_ms: 4200, reason: None };
+    let drill = bus::BackupDrill {
+        policy: "postgres-nightly".into(),
+        backup_id: Uuid::new_v4(),
+        duration_ms: 4200,
+        reason: None,
+    };
     app.publish("backup", Event::BackupDrillPassed(drill)).await;
-    app.publish("secrets-rotator", Event::SecretRotated(bus::SecretRotated { path: "kv/apps/shop/db".into(), version: 7 })).await;
+    app.publish(
+        "secrets-rotator",
+        Event::SecretRotated(bus::SecretRotated {
+            path: "kv/apps/shop/db".into(),
+            version: 7,
+        }),
+    )
+    .await;
 
     let summary = eventually("the summary to show all four", WAIT, || async {
         let s = app.get_json("/v1/summary").await;
@@ -134,7 +177,11 @@ async fn deploy_backup_and_secret_events_reach_the_summary() {
     assert_eq!(service["revision"], "abc123");
     assert_eq!(service["source"], "deployer");
 
-    app.publish("deployer", Event::DeployDegraded(deployment("shop", "def456"))).await;
+    app.publish(
+        "deployer",
+        Event::DeployDegraded(deployment("shop", "def456")),
+    )
+    .await;
     eventually("the service to turn degraded", WAIT, || async {
         (app.get_json("/v1/services/apps/shop").await["health"] == "degraded").then_some(())
     })
@@ -146,23 +193,44 @@ async fn deploy_backup_and_secret_events_reach_the_summary() {
 async fn every_change_is_published_as_inventory_changed() {
     let app = spawn_inventory().await;
     let client = async_nats::connect(testkit::nats_url()).await.unwrap();
-    let mut changes = client.subscribe(app.namespace.subject("inventory.v1.changed")).await.unwrap();
+    let mut changes = client
+        .subscribe(app.namespace.subject("inventory.v1.changed"))
+        .await
+        .unwrap();
     client.flush().await.unwrap();
 
-    let made = app.post("/v1/nodes", &app.tokens.developer, serde_json::json!({"name": "vm-1", "kind": "vm"})).await;
+    let made = app
+        .post(
+            "/v1/nodes",
+            &app.tokens.developer,
+            serde_json::json!({"name": "vm-1", "kind": "vm"}),
+        )
+        .await;
     assert_eq!(made.status(), 201);
-    app.publish("edge-registry", enrolled(Uuid::new_v4(), "jetson-2")).await;
+    app.publish("edge-registry", enrolled(Uuid::new_v4(), "jetson-2"))
+        .await;
 
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        let message = tokio::time::timeout(WAIT, changes.next()).await.expect("a change event").unwrap();
+        let message = tokio::time::timeout(WAIT, changes.next())
+            .await
+            .expect("a change event")
+            .unwrap();
         let envelope = Envelope::parse(&app.namespace, &message.subject, &message.payload).unwrap();
-        let Event::InventoryChanged(change) = envelope.event else { panic!("wrong event") };
+        let Event::InventoryChanged(change) = envelope.event else {
+            panic!("wrong event")
+        };
         assert_eq!(envelope.source, "inventory");
         seen.push((change.name, change.change));
     }
     seen.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(seen, [("jetson-2".to_owned(), bus::Change::Created), ("vm-1".to_owned(), bus::Change::Created)]);
+    assert_eq!(
+        seen,
+        [
+            ("jetson-2".to_owned(), bus::Change::Created),
+            ("vm-1".to_owned(), bus::Change::Created)
+        ]
+    );
     eventually("the outbox to drain", WAIT, || async {
         (count(&app, "SELECT count(*) FROM outbox").await == 0).then_some(())
     })
@@ -186,16 +254,31 @@ async fn malformed_and_impossible_events_are_dead_lettered_and_the_consumer_goes
     publish_raw(&app, "deploy.v1.synced", b"{this is not json").await;
     publish_raw(&app, "deploy.v1.healthy", br#"{"id":"00000000-0000-0000-0000-000000000001","occurred_at":"2026-01-01T00:00:00Z","source":"x","data":{"app":"shop"}}"#).await;
     // Well-formed, but names a node inventory never heard of: rejected by the handler, not retried.
-    let ghost = bus::NodeLiveness { node_id: Uuid::new_v4(), name: "ghost".into(), last_seen: chrono::Utc::now(), reason: None };
-    app.publish("edge-registry", Event::NodeOffline(ghost)).await;
+    let ghost = bus::NodeLiveness {
+        node_id: Uuid::new_v4(),
+        name: "ghost".into(),
+        last_seen: chrono::Utc::now(),
+        reason: None,
+    };
+    app.publish("edge-registry", Event::NodeOffline(ghost))
+        .await;
     // A valid event behind them is still applied.
-    app.publish("deployer", Event::DeployHealthy(deployment("after", "r1"))).await;
+    app.publish("deployer", Event::DeployHealthy(deployment("after", "r1")))
+        .await;
     eventually("the valid event to be applied", WAIT, || async {
-        (app.get("/v1/services/apps/after", &app.tokens.viewer).await.status() == 200).then_some(())
+        (app.get("/v1/services/apps/after", &app.tokens.viewer)
+            .await
+            .status()
+            == 200)
+            .then_some(())
     })
     .await;
 
-    let dead = app.js.get_stream(Stream::DeadLetter.name(&app.namespace)).await.unwrap();
+    let dead = app
+        .js
+        .get_stream(Stream::DeadLetter.name(&app.namespace))
+        .await
+        .unwrap();
     let letters = eventually("three dead letters", WAIT, || async {
         let info = dead.get_info().await.ok()?;
         (info.state.messages == 3).then_some(info.state.messages)
@@ -206,35 +289,62 @@ async fn malformed_and_impossible_events_are_dead_lettered_and_the_consumer_goes
     for seq in 1..=3 {
         let message = dead.get_raw_message(seq).await.unwrap();
         let headers = message.headers;
-        let subject = headers.get(bus::DEAD_LETTER_SUBJECT).unwrap().as_str().to_owned();
-        let reason = headers.get(bus::DEAD_LETTER_REASON).unwrap().as_str().to_owned();
-        assert_eq!(message.subject.as_str(), app.namespace.subject("deadletter.v1.inventory"));
+        let subject = headers
+            .get(bus::DEAD_LETTER_SUBJECT)
+            .unwrap()
+            .as_str()
+            .to_owned();
+        let reason = headers
+            .get(bus::DEAD_LETTER_REASON)
+            .unwrap()
+            .as_str()
+            .to_owned();
+        assert_eq!(
+            message.subject.as_str(),
+            app.namespace.subject("deadletter.v1.inventory")
+        );
         reasons.insert(subject, reason);
     }
     let reason_for = |s: &str| reasons[&app.namespace.subject(s)].clone();
-    assert!(reason_for("deploy.v1.synced").contains("does not parse"), "{reasons:?}");
-    assert!(reason_for("deploy.v1.healthy").contains("missing field `namespace`"), "names the missing field: {reasons:?}");
-    assert!(reason_for("edge.v1.node.offline").contains("not in inventory"), "{reasons:?}");
+    assert!(
+        reason_for("deploy.v1.synced").contains("does not parse"),
+        "{reasons:?}"
+    );
+    assert!(
+        reason_for("deploy.v1.healthy").contains("missing field `namespace`"),
+        "names the missing field: {reasons:?}"
+    );
+    assert!(
+        reason_for("edge.v1.node.offline").contains("not in inventory"),
+        "{reasons:?}"
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_redelivered_event_changes_nothing() {
     let app = spawn_inventory().await;
-    let envelope = Envelope::new("backup", Event::BackupRunSucceeded(bus::BackupRun {
-        policy: "vault-hourly".into(),
-        run_id: Uuid::new_v4(),
-        source: "vault".into(),
-        bytes: Some(42),
-        reason: None,
-    }));
+    let envelope = Envelope::new(
+        "backup",
+        Event::BackupRunSucceeded(bus::BackupRun {
+            policy: "vault-hourly".into(),
+            run_id: Uuid::new_v4(),
+            source: "vault".into(),
+            bytes: Some(42),
+            reason: None,
+        }),
+    );
     // The same event sent three times with different Nats-Msg-Ids, so JetStream cannot drop the copies:
     // what a publisher retrying after a lost ack, or a redelivery after a crash, looks like to the handler.
     for attempt in 0..3 {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", format!("copy-{attempt}").as_str());
         app.js
-            .publish_with_headers(app.namespace.subject(&envelope.event.subject()), headers, envelope.to_bytes().into())
+            .publish_with_headers(
+                app.namespace.subject(&envelope.event.subject()),
+                headers,
+                envelope.to_bytes().into(),
+            )
             .await
             .unwrap()
             .await
@@ -243,15 +353,33 @@ async fn a_redelivered_event_changes_nothing() {
     let marker = deployment("marker", "m1");
     app.publish("deployer", Event::DeployHealthy(marker)).await;
     eventually("all four deliveries handled", WAIT, || async {
-        let handled: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_events").fetch_one(&app.pool).await.ok()?;
-        let marker_done = app.get("/v1/services/apps/marker", &app.tokens.viewer).await.status() == 200;
+        let handled: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_events")
+            .fetch_one(&app.pool)
+            .await
+            .ok()?;
+        let marker_done = app
+            .get("/v1/services/apps/marker", &app.tokens.viewer)
+            .await
+            .status()
+            == 200;
         (handled == 2 && marker_done).then_some(())
     })
     .await;
     // Give any (wrongly) reapplied copy time to land before counting.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(count(&app, "SELECT count(*) FROM activity WHERE kind = 'backup'").await, 1);
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM activity WHERE kind = 'backup'").await,
+        1
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains(r#"homestation_bus_events_consumed_total{service="inventory",consumer="inventory",kind="backup.v1.run.succeeded",outcome="ack"} 3"#),
         "all three copies were acked: {metrics}"
@@ -266,7 +394,15 @@ async fn duplicate_publishes_of_one_envelope_are_stored_once() {
     let envelope = Envelope::new("deployer", Event::DeploySynced(deployment("twice", "r1")));
     publisher.publish_envelope(&envelope).await.unwrap();
     publisher.publish_envelope(&envelope).await.unwrap();
-    let stream = app.js.get_stream(Stream::Deploy.name(&app.namespace)).await.unwrap();
-    assert_eq!(stream.get_info().await.unwrap().state.messages, 1, "Nats-Msg-Id dropped the retry");
+    let stream = app
+        .js
+        .get_stream(Stream::Deploy.name(&app.namespace))
+        .await
+        .unwrap();
+    assert_eq!(
+        stream.get_info().await.unwrap().state.messages,
+        1,
+        "Nats-Msg-Id dropped the retry"
+    );
     app.stop().await;
 }

@@ -14,11 +14,23 @@ use uuid::Uuid;
 const EVENTS: usize = 400;
 
 fn start_binary(config: &inventory::Config) -> Child {
-    let output = || if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
+    let output = || {
+        if std::env::var_os("TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        }
+    };
     Command::new(env!("CARGO_BIN_EXE_inventory"))
-        .env("HOMESTATION_INVENTORY__DATABASE__URL", config.database.url.expose_secret())
+        .env(
+            "HOMESTATION_INVENTORY__DATABASE__URL",
+            config.database.url.expose_secret(),
+        )
         .env("HOMESTATION_INVENTORY__NATS__URL", &config.nats.url)
-        .env("HOMESTATION_INVENTORY__NATS__NAMESPACE", &config.nats.namespace)
+        .env(
+            "HOMESTATION_INVENTORY__NATS__NAMESPACE",
+            &config.nats.namespace,
+        )
         .env("HOMESTATION_INVENTORY__HTTP__PORT", "0")
         .env("HOMESTATION_INVENTORY__GRPC__PORT", "0")
         // A killed consumer's unacked events come back after ack_wait; keep the test short.
@@ -44,7 +56,11 @@ async fn sigkill_while_events_flow_loses_nothing_and_applies_nothing_twice() {
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     // The streams exist once the binary has started; wait for its schema as the sign.
     eventually("inventory to migrate", Duration::from_secs(30), || async {
-        sqlx::query("SELECT 1 FROM processed_events LIMIT 1").execute(&pool).await.ok().map(drop)
+        sqlx::query("SELECT 1 FROM processed_events LIMIT 1")
+            .execute(&pool)
+            .await
+            .ok()
+            .map(drop)
     })
     .await;
 
@@ -59,27 +75,42 @@ async fn sigkill_while_events_flow_loses_nothing_and_applies_nothing_twice() {
                 bytes: Some(i as u64),
                 reason: None,
             };
-            publisher.publish(Event::BackupRunSucceeded(run)).await.expect("publish");
+            publisher
+                .publish(Event::BackupRunSucceeded(run))
+                .await
+                .expect("publish");
             if i % 20 == 0 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     });
 
-    eventually("some events applied before the kill", Duration::from_secs(30), || async {
-        (scalar(&pool, "SELECT count(*) FROM processed_events").await >= 50).then_some(())
-    })
+    eventually(
+        "some events applied before the kill",
+        Duration::from_secs(30),
+        || async {
+            (scalar(&pool, "SELECT count(*) FROM processed_events").await >= 50).then_some(())
+        },
+    )
     .await;
     child.start_kill().expect("SIGKILL");
     child.wait().await.unwrap();
     let at_kill = scalar(&pool, "SELECT count(*) FROM processed_events").await;
-    assert!(at_kill < EVENTS as i64, "the kill came while events were still flowing ({at_kill})");
+    assert!(
+        at_kill < EVENTS as i64,
+        "the kill came while events were still flowing ({at_kill})"
+    );
 
     let mut child = start_binary(&config);
     sender.await.unwrap();
-    eventually("every event applied after restart", Duration::from_secs(60), || async {
-        (scalar(&pool, "SELECT count(*) FROM processed_events").await == EVENTS as i64).then_some(())
-    })
+    eventually(
+        "every event applied after restart",
+        Duration::from_secs(60),
+        || async {
+            (scalar(&pool, "SELECT count(*) FROM processed_events").await == EVENTS as i64)
+                .then_some(())
+        },
+    )
     .await;
     // Redeliveries of events applied just before the kill arrive after ack_wait; let them come.
     tokio::time::sleep(Duration::from_secs(3)).await;

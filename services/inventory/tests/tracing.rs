@@ -15,14 +15,23 @@ async fn an_event_handled_by_inventory_continues_the_publishers_trace() {
     let app = common::spawn_inventory().await;
     let root = tracing::info_span!("deployer.sync");
     let trace_id = root.context().span().span_context().trace_id();
-    let deployment = bus::Deployment { app: "traced".into(), namespace: "apps".into(), revision: "r1".into(), reason: None };
+    let deployment = bus::Deployment {
+        app: "traced".into(),
+        namespace: "apps".into(),
+        revision: "r1".into(),
+        reason: None,
+    };
     app.publisher("deployer")
         .publish(Event::DeployHealthy(deployment))
         .instrument(root)
         .await
         .unwrap();
     testkit::eventually("the event applied", Duration::from_secs(10), || async {
-        (app.get("/v1/services/apps/traced", &app.tokens.viewer).await.status() == 200).then_some(())
+        (app.get("/v1/services/apps/traced", &app.tokens.viewer)
+            .await
+            .status()
+            == 200)
+            .then_some(())
     })
     .await;
     app.stop().await;
@@ -40,7 +49,12 @@ async fn an_event_handled_by_inventory_continues_the_publishers_trace() {
     assert_eq!(publish.span_context.trace_id(), trace_id);
     assert_eq!(consume.parent_span_id, publish.span_context.span_id());
     // The HTTP request that read the result is a trace of its own, with a server span.
-    assert!(capture.of_kind(SpanKind::Server).iter().any(|s| s.name == "GET /v1/services/{namespace}/{name}"));
+    assert!(
+        capture
+            .of_kind(SpanKind::Server)
+            .iter()
+            .any(|s| s.name == "GET /v1/services/{namespace}/{name}")
+    );
 }
 
 #[tokio::test]
@@ -63,6 +77,9 @@ async fn an_http_request_continues_the_callers_traceparent() {
         .into_iter()
         .find(|s| s.name == "GET /v1/nodes")
         .expect("a server span");
-    assert_eq!(server.span_context.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        server.span_context.trace_id().to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
     assert_eq!(server.parent_span_id.to_string(), "00f067aa0ba902b7");
 }

@@ -38,13 +38,22 @@ pub fn config_for(env: &TestEnv) -> Config {
 pub async fn spawn_inventory() -> TestInventory {
     let env = TestEnv::new().await;
     let config = config_for(&env);
-    let TestEnv { db, namespace, tokens, .. } = env;
-    let app = Application::build(config.clone()).await.expect("inventory builds");
+    let TestEnv {
+        db,
+        namespace,
+        tokens,
+        ..
+    } = env;
+    let app = Application::build(config.clone())
+        .await
+        .expect("inventory builds");
     let base = format!("http://{}", app.http_addr());
     let grpc = app.grpc_addr();
     let running = testkit::spawn(app);
     let pool = PgPool::connect(&db.url).await.expect("test pool");
-    let client = async_nats::connect(testkit::nats_url()).await.expect("nats");
+    let client = async_nats::connect(testkit::nats_url())
+        .await
+        .expect("nats");
     TestInventory {
         base,
         grpc,
@@ -65,7 +74,12 @@ impl TestInventory {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
@@ -74,7 +88,12 @@ impl TestInventory {
         response.json().await.expect("json")
     }
 
-    pub async fn post(&self, path: &str, token: &str, body: serde_json::Value) -> reqwest::Response {
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
         self.client
             .post(self.url(path))
             .bearer_auth(token)
@@ -89,19 +108,34 @@ impl TestInventory {
     }
 
     pub async fn publish(&self, source: &'static str, event: Event) -> Envelope {
-        self.publisher(source).publish(event).await.expect("publish")
+        self.publisher(source)
+            .publish(event)
+            .await
+            .expect("publish")
     }
 
     /// Stops inventory as SIGTERM would, and starts it again on the same database and namespace.
     pub async fn restart(&mut self) {
-        self.app.take().expect("running").stop().await.expect("clean stop");
-        let app = Application::build(self.config.clone()).await.expect("inventory rebuilds");
+        self.app
+            .take()
+            .expect("running")
+            .stop()
+            .await
+            .expect("clean stop");
+        let app = Application::build(self.config.clone())
+            .await
+            .expect("inventory rebuilds");
         self.base = format!("http://{}", app.http_addr());
         self.grpc = app.grpc_addr();
         self.app = Some(testkit::spawn(app));
     }
 
     pub async fn stop(mut self) {
-        self.app.take().expect("running").stop().await.expect("clean stop");
+        self.app
+            .take()
+            .expect("running")
+            .stop()
+            .await
+            .expect("clean stop");
     }
 }

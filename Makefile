@@ -1,0 +1,38 @@
+# HomeStation: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: help setup services services-down dev test lint fmt typecheck build
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## Install what building and testing need (cargo-nextest; PostgreSQL and nats-server when missing)
+	@scripts/services.sh tools
+	@scripts/services.sh up
+
+services: ## Start PostgreSQL and nats-server with JetStream if they are not running
+	@scripts/services.sh up
+
+services-down: ## Stop the servers `make services` started (not ones already running)
+	@scripts/services.sh down
+
+dev: ## Run the control plane (inventory) against local servers; Ctrl-C stops all it started
+	@scripts/dev.sh
+
+test: setup ## Run every test against the real PostgreSQL and nats-server
+	cargo nextest run --workspace --no-fail-fast
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+fmt: ## Format the Rust code
+	cargo fmt --all
+
+typecheck: ## Type-check every crate and test
+	cargo check --workspace --all-targets --locked
+
+build: ## Build release binaries (inventory, homestation)
+	cargo build --workspace --release --locked
