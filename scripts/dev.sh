@@ -43,6 +43,8 @@ export HOMESTATION_INVENTORY__HTTP__PORT="$HTTP_PORT"
 export HOMESTATION_INVENTORY__GRPC__PORT="$GRPC_PORT"
 export HOMESTATION_INVENTORY__AUTH__SERVICE_TOKENS="[{name=\"dev-admin\",sha256=\"$token_sha\",role=\"admin\"}]"
 export RUST_LOG="${RUST_LOG:-info}"
+# Logs go through tee, so tell the service whether a person is watching.
+if [ -t 2 ]; then export HOMESTATION_LOG_FORMAT="${HOMESTATION_LOG_FORMAT:-pretty}"; fi
 
 ./target/debug/inventory 2> >(tee -a "$STATE/inventory.log" >&2) &
 pids+=($!)

@@ -55,14 +55,20 @@ enum Command {
 enum NodesCommand {
     /// List nodes, optionally of one kind.
     List {
+        /// Only nodes of this kind.
         #[arg(long, value_parser = ["control", "worker", "edge", "vm"])]
         kind: Option<String>,
     },
     /// Show one node by name or id, with its recent health history.
-    Show { node: String },
+    Show {
+        /// Name or id.
+        node: String,
+    },
     /// Record a node by hand (edge nodes enrol themselves through edge-registry).
     Add {
+        /// The node's name: 1-63 lowercase letters, digits or '-' (as Kubernetes names nodes).
         name: String,
+        /// What the node is.
         #[arg(long, value_parser = ["control", "worker", "edge", "vm"])]
         kind: String,
         /// An address of the node; repeat for several.
@@ -73,13 +79,17 @@ enum NodesCommand {
         labels: Vec<(String, String)>,
     },
     /// Remove a node from inventory (needs the Admin role).
-    Remove { node: String },
+    Remove {
+        /// Name or id.
+        node: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum ServicesCommand {
     /// List services, optionally in one namespace.
     List {
+        /// Only services in this namespace.
         #[arg(long)]
         namespace: Option<String>,
     },

@@ -143,7 +143,7 @@ pub fn node(n: &Value) -> String {
         "source",
         "created_at",
     ] {
-        out.push_str(&format!("{:<14}{}\n", format!("{key}:"), text(&n[key])));
+        out.push_str(&format!("{:<15}{}\n", format!("{key}:"), text(&n[key])));
     }
     let addresses = list(&n["addresses"])
         .iter()
@@ -168,7 +168,7 @@ pub fn node(n: &Value) -> String {
     if n["gpu"].is_object() {
         let g = &n["gpu"];
         out.push_str(&format!(
-            "gpu:          {} (JetPack {}, L4T {}, CUDA {})\n",
+            "gpu:           {} (JetPack {}, L4T {}, CUDA {})\n",
             text(&g["model"]),
             text(&g["jetpack"]),
             text(&g["l4t"]),

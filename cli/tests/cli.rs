@@ -96,7 +96,7 @@ async fn nodes_add_list_show_remove_and_status() {
 
     let shown = homestation(s, Some(t), &["nodes", "show", "wsl-control"]).await;
     assert!(
-        stdout(&shown).contains("kind:         control"),
+        stdout(&shown).contains("kind:          control"),
         "{}",
         stdout(&shown)
     );

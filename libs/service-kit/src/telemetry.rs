@@ -72,10 +72,18 @@ pub fn init(service: &'static str, version: &'static str) -> Telemetry {
     Telemetry { provider }
 }
 
+/// `json` or `pretty`; unset, logs are pretty on a terminal and JSON otherwise.
+pub const LOG_FORMAT_VAR: &str = "HOMESTATION_LOG_FORMAT";
+
 /// Human-readable logs on a terminal, JSON lines otherwise (for Loki), both filtered by `RUST_LOG`.
 pub fn log_layer() -> Box<dyn Layer<Registry> + Send + Sync> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    if std::io::stderr().is_terminal() {
+    let pretty = match std::env::var(LOG_FORMAT_VAR).as_deref() {
+        Ok("pretty") => true,
+        Ok("json") => false,
+        _ => std::io::stderr().is_terminal(),
+    };
+    if pretty {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_filter(filter)
