@@ -217,31 +217,15 @@ async fn exports_feed_homepage_and_prometheus() {
 #[tokio::test]
 async fn health_readiness_metrics_and_openapi() {
     let app = spawn_inventory().await;
-    let healthz = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let healthz = app.public("/healthz").await;
     assert_eq!(healthz.status(), 200);
     assert!(healthz.headers().contains_key("x-request-id"));
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.public("/readyz").await.json().await.unwrap();
     assert_eq!(ready["ready"], true, "{ready}");
     assert_eq!(ready["checks"].as_array().unwrap().len(), 2);
 
     let _ = app.get("/v1/nodes", &app.tokens.viewer).await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"homestation_http_requests_total{service="inventory",method="GET",route="/v1/nodes",status="200"} 1"#),
         "{metrics}"
@@ -251,15 +235,7 @@ async fn health_readiness_metrics_and_openapi() {
         "{metrics}"
     );
 
-    let doc: Value = app
-        .client
-        .get(app.url("/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.public("/v1/openapi.json").await.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
         "/v1/nodes",
@@ -288,7 +264,7 @@ async fn readiness_fails_when_the_database_is_gone() {
     .execute(&admin)
     .await
     .unwrap();
-    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let response = app.public("/readyz").await;
     assert_eq!(response.status(), 503);
     let report: Value = response.json().await.unwrap();
     assert_eq!(report["checks"][0]["name"], "postgres");

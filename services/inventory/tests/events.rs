@@ -371,15 +371,7 @@ async fn a_redelivered_event_changes_nothing() {
         count(&app, "SELECT count(*) FROM activity WHERE kind = 'backup'").await,
         1
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"homestation_bus_events_consumed_total{service="inventory",consumer="inventory",kind="backup.v1.run.succeeded",outcome="ack"} 3"#),
         "all three copies were acked: {metrics}"

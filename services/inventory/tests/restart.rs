@@ -65,7 +65,10 @@ async fn sigkill_while_events_flow_loses_nothing_and_applies_nothing_twice() {
     .await;
 
     let js = async_nats::jetstream::new(async_nats::connect(testkit::nats_url()).await.unwrap());
-    let publisher = Publisher::new(js, namespace, "backup");
+    // Like every service, the publisher ensures the streams (idempotent) rather than racing inventory's start.
+    bus::ensure_streams(&js, &namespace).await.unwrap();
+    let backup_stream = bus::Stream::Backup.name(&namespace);
+    let publisher = Publisher::new(js.clone(), namespace, "backup");
     let sender = tokio::spawn(async move {
         for i in 0..EVENTS {
             let run = bus::BackupRun {

@@ -17,9 +17,8 @@ pub struct TestInventory {
     pub db: TestDatabase,
     pub pool: PgPool,
     pub js: async_nats::jetstream::Context,
-    pub config: Config,
     pub client: reqwest::Client,
-    app: Option<RunningApp>,
+    app: RunningApp,
 }
 
 /// Inventory's config over a fresh test environment.
@@ -44,9 +43,7 @@ pub async fn spawn_inventory() -> TestInventory {
         tokens,
         ..
     } = env;
-    let app = Application::build(config.clone())
-        .await
-        .expect("inventory builds");
+    let app = Application::build(config).await.expect("inventory builds");
     let base = format!("http://{}", app.http_addr());
     let grpc = app.grpc_addr();
     let running = testkit::spawn(app);
@@ -62,9 +59,8 @@ pub async fn spawn_inventory() -> TestInventory {
         db,
         pool,
         js: async_nats::jetstream::new(client),
-        config,
         client: testkit::http_client(),
-        app: Some(running),
+        app: running,
     }
 }
 
@@ -114,28 +110,25 @@ impl TestInventory {
             .expect("publish")
     }
 
-    /// Stops inventory as SIGTERM would, and starts it again on the same database and namespace.
-    pub async fn restart(&mut self) {
-        self.app
-            .take()
-            .expect("running")
-            .stop()
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.public("/metrics")
             .await
-            .expect("clean stop");
-        let app = Application::build(self.config.clone())
+            .text()
             .await
-            .expect("inventory rebuilds");
-        self.base = format!("http://{}", app.http_addr());
-        self.grpc = app.grpc_addr();
-        self.app = Some(testkit::spawn(app));
+            .expect("metrics text")
     }
 
-    pub async fn stop(mut self) {
-        self.app
-            .take()
-            .expect("running")
-            .stop()
+    /// A GET without any identity.
+    pub async fn public(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
             .await
-            .expect("clean stop");
+            .expect("request")
+    }
+
+    pub async fn stop(self) {
+        self.app.stop().await.expect("clean stop");
     }
 }
