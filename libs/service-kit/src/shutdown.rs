@@ -116,3 +116,61 @@ impl Tasks {
         failure.map_or(Ok(()), Err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_task_stops_the_others_and_is_reported() {
+        let shutdown = Shutdown::new();
+        let mut tasks = Tasks::new();
+        let watcher = shutdown.clone();
+        tasks.spawn("listener", async move {
+            watcher.wait().await;
+            Ok::<_, String>(())
+        });
+        tasks.spawn("consumer", async { Err::<(), _>("stream deleted") });
+        let error = tasks
+            .run(shutdown.clone(), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (error.task, error.reason.as_str()),
+            ("consumer", "stream deleted")
+        );
+        assert!(shutdown.is_triggered());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_that_ignores_shutdown_is_cut_off_at_the_grace_period() {
+        let shutdown = Shutdown::new();
+        let mut tasks = Tasks::new();
+        tasks.spawn("stubborn", async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<_, String>(())
+        });
+        let trigger = shutdown.clone();
+        tokio::spawn(async move { trigger.trigger() });
+        let started = tokio::time::Instant::now();
+        tasks.run(shutdown, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(started.elapsed().as_secs(), 2);
+    }
+
+    #[tokio::test]
+    async fn in_flight_work_finishes_within_the_grace_period() {
+        let shutdown = Shutdown::new();
+        let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Tasks::new();
+        let (done, watcher) = (finished.clone(), shutdown.clone());
+        tasks.spawn("draining", async move {
+            watcher.wait().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, String>(())
+        });
+        shutdown.trigger();
+        tasks.run(shutdown, Duration::from_secs(5)).await.unwrap();
+        assert!(finished.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}
