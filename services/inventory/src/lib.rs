@@ -196,7 +196,11 @@ impl service_kit::Service for Application {
         let publisher = Publisher::new(js, self.namespace, Self::NAME).with_metrics(bus_metrics);
         tasks.spawn(
             "outbox",
-            events::relay_outbox(self.pool.clone(), publisher, outbox, shutdown.clone()),
+            bus::outbox::relay(self.pool.clone(), publisher, outbox, shutdown.clone()),
+        );
+        tasks.spawn(
+            "ledger",
+            events::prune_ledger(self.pool.clone(), shutdown.clone()),
         );
         tasks.run(shutdown, self.grace).await?;
         self.pool.close().await;

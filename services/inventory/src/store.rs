@@ -337,12 +337,7 @@ pub async fn record_change(
             change,
         }),
     );
-    sqlx::query("INSERT INTO outbox (subject, payload) VALUES ($1, $2)")
-        .bind(envelope.event.subject())
-        .bind(envelope.to_bytes())
-        .execute(&mut **tx)
-        .await
-        .map(drop)
+    bus::outbox::enqueue(tx, &envelope).await
 }
 
 /// Records `event_id` as applied; false if it already was (a redelivery), in which case nothing must change.
@@ -363,27 +358,6 @@ pub async fn prune_ledger(pool: &PgPool) -> sqlx::Result<u64> {
         .execute(pool)
         .await
         .map(|r| r.rows_affected())
-}
-
-/// The oldest queued outbox rows, locked for this relay.
-pub async fn outbox_batch(
-    tx: &mut Tx<'_>,
-    limit: i64,
-) -> sqlx::Result<Vec<(i64, String, Vec<u8>)>> {
-    sqlx::query_as(
-        "SELECT id, subject, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(limit)
-    .fetch_all(&mut **tx)
-    .await
-}
-
-pub async fn outbox_delete(tx: &mut Tx<'_>, id: i64) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM outbox WHERE id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map(drop)
 }
 
 /// One line of the lab's activity: the latest state of a deployment, backup policy, drill or secret.

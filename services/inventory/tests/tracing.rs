@@ -83,3 +83,48 @@ async fn an_http_request_continues_the_callers_traceparent() {
     );
     assert_eq!(server.parent_span_id.to_string(), "00f067aa0ba902b7");
 }
+
+#[tokio::test]
+async fn a_change_event_continues_the_trace_of_the_request_that_made_it() {
+    let capture = testkit::capture_spans();
+    let app = common::spawn_inventory().await;
+    let response = app
+        .client
+        .post(app.url("/v1/nodes"))
+        .bearer_auth(&app.tokens.developer)
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .json(&serde_json::json!({"name": "traced-node", "kind": "vm"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let publish = testkit::eventually(
+        "the change event published",
+        Duration::from_secs(10),
+        || async {
+            capture
+                .of_kind(SpanKind::Producer)
+                .into_iter()
+                .find(|s| s.name == "inventory.v1.changed publish")
+        },
+    )
+    .await;
+    // The relay published it later, on another task, yet in the request's trace.
+    assert_eq!(
+        publish.span_context.trace_id().to_string(),
+        "0af7651916cd43dd8448eb211c80319c"
+    );
+    let server = capture
+        .of_kind(SpanKind::Server)
+        .into_iter()
+        .find(|s| s.name == "POST /v1/nodes")
+        .unwrap();
+    assert_eq!(
+        publish.span_context.trace_id(),
+        server.span_context.trace_id()
+    );
+    app.stop().await;
+}
