@@ -139,6 +139,41 @@ impl NatsSettings {
     }
 }
 
+/// The Vault (or OpenBao) server a service reads its secrets from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultSettings {
+    pub address: String,
+    /// A token with the service's policy; in a cluster Vault Agent provides it.
+    pub token: SecretString,
+    /// The KV v2 mount the service's secrets are under.
+    pub kv_mount: String,
+}
+
+impl Default for VaultSettings {
+    fn default() -> Self {
+        Self {
+            address: "http://127.0.0.1:8200".into(),
+            token: SecretString::from(String::new()),
+            kv_mount: "secret".into(),
+        }
+    }
+}
+
+impl VaultSettings {
+    pub fn client(&self) -> Result<vaultrs::client::VaultClient, ConfigError> {
+        crate::install_crypto_provider();
+        let settings = vaultrs::client::VaultClientSettingsBuilder::default()
+            .address(&self.address)
+            .token(self.token.expose_secret())
+            .timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| ConfigError(format!("vault: {e}")))?;
+        vaultrs::client::VaultClient::new(settings)
+            .map_err(|e| ConfigError(format!("vault.address {}: {e}", self.address)))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closures return figment's own (large) error
 mod tests {

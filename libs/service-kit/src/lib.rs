@@ -7,6 +7,7 @@ pub mod extract;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod names;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
