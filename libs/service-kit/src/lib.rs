@@ -13,7 +13,7 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use auth::{Authenticator, Identity, Role};
-pub use config::{DatabaseSettings, HttpSettings, NatsSettings, load_config};
+pub use config::{DatabaseSettings, HttpSettings, NatsSettings, VaultSettings, load_config};
 pub use error::ApiError;
 pub use service::{Service, run};
 pub use shutdown::Shutdown;

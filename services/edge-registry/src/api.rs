@@ -1,0 +1,328 @@
+//! edge-registry's REST API: join tokens (Admin), enrolment (the join token is the credential), the edge fleet.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use bus::{Envelope, Event, NodeEnrolled};
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use service_kit::error::{ApiResult, ErrorBody};
+use service_kit::extract::{Json, Path};
+use service_kit::names::Labels;
+use service_kit::{ApiError, Identity, Role};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use utoipa::{OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::SOURCE;
+use crate::domain::{
+    self, EnrollRequest, Enrollment, JoinToken, JoinTokenRequest, K3sAgentConfig, Taint,
+};
+use crate::liveness::Fleet;
+use crate::store::{self, EdgeNode, TokenInfo};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub outbox: Arc<Notify>,
+    pub fleet: Fleet,
+    pub node_token: NodeTokenReader,
+    pub k3s: crate::K3sSettings,
+    pub agents: AgentSettings,
+    pub max_ttl_secs: u64,
+}
+
+/// What enrolled agents are told: where to send heartbeats, and how often.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AgentSettings {
+    pub nats_url: String,
+    pub nats_namespace: String,
+    pub heartbeat_interval_secs: u64,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/join-tokens", post(create_token).get(list_tokens))
+        .route("/v1/join-tokens/{id}", delete(revoke_token))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/{node}", get(get_node))
+        .with_state(state)
+}
+
+/// Enrolment needs no identity: the one-time join token in the body is the credential.
+pub fn public_router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/enroll", post(enroll))
+        .with_state(state)
+        .route(
+            "/v1/openapi.json",
+            get(|| async { axum::Json(ApiDoc::openapi()) }),
+        )
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "HomeStation edge-registry",
+        description = "Enrolment and liveness of edge nodes (NVIDIA Jetsons on the tailnet)."
+    ),
+    paths(create_token, list_tokens, revoke_token, enroll, list_nodes, get_node),
+    components(schemas(
+        ErrorBody,
+        JoinTokenRequest,
+        CreatedToken,
+        TokenInfo,
+        EnrollRequest,
+        Enrolled,
+        K3sAgentConfig,
+        AgentSettings,
+        EdgeNode
+    ))
+)]
+pub struct ApiDoc;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    pub id: Uuid,
+    /// The token itself: shown this once, never stored.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Creates a one-time join token (Admin).
+#[utoipa::path(post, path = "/v1/join-tokens", request_body = JoinTokenRequest, responses(
+    (status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn create_token(
+    State(s): State<AppState>,
+    identity: Identity,
+    Json(request): Json<JoinTokenRequest>,
+) -> ApiResult<Response> {
+    identity.require(Role::Admin)?;
+    let ttl = domain::parse_ttl("ttl", request.ttl.as_deref().unwrap_or("1h"))?;
+    if ttl.as_secs() > s.max_ttl_secs {
+        return Err(ApiError::invalid(
+            "ttl",
+            format!("may be at most {} seconds", s.max_ttl_secs),
+        ));
+    }
+    let labels = Labels::parse(request.labels)?.into_inner();
+    let taints = request
+        .taints
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Taint::parse(&format!("taints[{i}]"), t).map(|t| t.as_str().to_owned()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let token = JoinToken::generate();
+    let expires_at = Utc::now() + chrono::Duration::from_std(ttl).map_err(ApiError::internal)?;
+    let created = store::insert_token(
+        &s.pool,
+        store::NewToken {
+            sha256: &JoinToken::sha256(token.as_str()),
+            description: request.description.as_deref(),
+            labels: &labels,
+            taints: &taints,
+            created_by: &identity.subject,
+            expires_at,
+        },
+    )
+    .await?;
+    tracing::info!(token = %created.id, by = %identity.subject, %expires_at, "join token created");
+    let body = CreatedToken {
+        id: created.id,
+        token: token.as_str().to_owned(),
+        expires_at,
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response())
+}
+
+/// Join tokens with their status; never the tokens themselves (Admin).
+#[utoipa::path(get, path = "/v1/join-tokens", responses((status = 200, body = Vec<TokenInfo>)))]
+async fn list_tokens(
+    State(s): State<AppState>,
+    identity: Identity,
+) -> ApiResult<axum::Json<Vec<TokenInfo>>> {
+    identity.require(Role::Admin)?;
+    Ok(axum::Json(store::list_tokens(&s.pool).await?))
+}
+
+/// Revokes an unused join token (Admin).
+#[utoipa::path(delete, path = "/v1/join-tokens/{id}", params(("id" = Uuid, Path)), responses(
+    (status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn revoke_token(
+    State(s): State<AppState>,
+    identity: Identity,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    identity.require(Role::Admin)?;
+    let token = store::revoke_token(&s.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no join token {id}")))?;
+    match token.status.as_str() {
+        "revoked" => {
+            tracing::info!(token = %id, by = %identity.subject, "join token revoked");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        "used" => Err(ApiError::Conflict(format!(
+            "join token {id} was already used by node {}",
+            token.used_by.map(|u| u.to_string()).unwrap_or_default()
+        ))),
+        other => Err(ApiError::Conflict(format!("join token {id} is {other}"))),
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Enrolled {
+    pub node_id: Uuid,
+    pub name: String,
+    pub k3s: K3sAgentConfig,
+    pub agent: AgentSettings,
+}
+
+/// Enrols an edge node with a one-time join token; answers with its K3s agent configuration.
+#[utoipa::path(post, path = "/v1/enroll", request_body = EnrollRequest, responses(
+    (status = 201, body = Enrolled), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn enroll(
+    State(s): State<AppState>,
+    Json(request): Json<EnrollRequest>,
+) -> ApiResult<Response> {
+    let enrollment = Enrollment::try_from(request)?;
+    let sha256 = JoinToken::sha256(&enrollment.token);
+    let node_id = Uuid::now_v7();
+    let mut tx = s.pool.begin().await?;
+    let Some(claimed) = store::claim_token(&mut tx, &sha256, node_id).await? else {
+        drop(tx);
+        return Err(refusal(&s.pool, &sha256).await?);
+    };
+    // Read before anything is committed: without the node token the node cannot join, so nothing is recorded.
+    let cluster_token = s.node_token.read().await?;
+    let labels = domain::node_labels(&enrollment.facts, &claimed.labels);
+    let node = store::insert_node(
+        &mut tx,
+        store::NewNode {
+            id: node_id,
+            name: enrollment.name.as_str(),
+            tailnet_ip: enrollment.tailnet_ip.ip().to_string(),
+            dns_name: &enrollment.dns_name,
+            facts: &enrollment.facts,
+            labels: &labels,
+            taints: &claimed.taints,
+            token_id: claimed.id,
+        },
+    )
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => ApiError::Conflict(format!(
+            "a node named {} is enrolled already; choose another name (the token was not used)",
+            enrollment.name
+        )),
+        _ => e.into(),
+    })?;
+    let event = Event::NodeEnrolled(NodeEnrolled {
+        node_id,
+        name: node.name.clone(),
+        tailnet_ip: enrollment.tailnet_ip.ip(),
+        dns_name: enrollment.dns_name.clone(),
+        labels: labels.clone(),
+        facts: enrollment.facts.clone(),
+    });
+    bus::outbox::enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
+    tx.commit().await?;
+    s.outbox.notify_one();
+    s.fleet.enrolled(node_id, &node.name);
+    tracing::info!(node = %node.name, %node_id, ip = %enrollment.tailnet_ip.ip(), "edge node enrolled");
+    let body = Enrolled {
+        node_id,
+        name: node.name,
+        k3s: K3sAgentConfig {
+            server: s.k3s.server_url.clone(),
+            token: cluster_token.expose_secret().to_owned(),
+            node_ip: enrollment.tailnet_ip.ip().to_string(),
+            flannel_iface: s.k3s.flannel_iface.clone(),
+            node_labels: labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            node_taints: claimed.taints,
+        },
+        agent: s.agents.clone(),
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response())
+}
+
+/// The reason a token was refused, for the agent's operator.
+async fn refusal(pool: &PgPool, sha256: &str) -> ApiResult<ApiError> {
+    let Some(token) = store::token_refusal(pool, sha256).await? else {
+        tracing::warn!("enrolment with an unknown join token");
+        return Ok(ApiError::Unauthorized(
+            "unknown join token: create one with `homestation edge token create`".into(),
+        ));
+    };
+    tracing::warn!(token = %token.id, status = %token.status, "enrolment with an unusable join token");
+    Ok(ApiError::Forbidden(match token.status.as_str() {
+        "used" => format!("join token {} was already used; create a new one", token.id),
+        "revoked" => format!("join token {} was revoked", token.id),
+        "expired" => format!("join token {} expired at {}", token.id, token.expires_at),
+        other => format!("join token {} is {other}", token.id),
+    }))
+}
+
+/// Enrolled edge nodes with their liveness.
+#[utoipa::path(get, path = "/v1/nodes", responses((status = 200, body = Vec<EdgeNode>)))]
+async fn list_nodes(State(s): State<AppState>) -> ApiResult<axum::Json<Vec<EdgeNode>>> {
+    Ok(axum::Json(store::list_nodes(&s.pool).await?))
+}
+
+/// One edge node by id or name.
+#[utoipa::path(get, path = "/v1/nodes/{node}", params(("node" = String, Path)), responses(
+    (status = 200, body = EdgeNode), (status = 404, body = ErrorBody)))]
+async fn get_node(
+    State(s): State<AppState>,
+    Path(node): Path<String>,
+) -> ApiResult<axum::Json<EdgeNode>> {
+    store::get_node(&s.pool, &node)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no edge node {node}; `homestation edge list` shows them"
+            ))
+        })
+}
+
+/// Where the cluster's K3s node token is read from at each enrolment (Vault/OpenBao KV v2).
+#[derive(Clone)]
+pub struct NodeTokenReader {
+    pub client: Arc<vaultrs::client::VaultClient>,
+    pub mount: String,
+    pub path: String,
+    pub key: String,
+}
+
+impl NodeTokenReader {
+    pub async fn read(&self) -> ApiResult<SecretString> {
+        let data: std::collections::HashMap<String, String> = vaultrs::kv2::read(self.client.as_ref(), &self.mount, &self.path)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, mount = %self.mount, path = %self.path, "reading the K3s node token from Vault failed");
+                ApiError::Unavailable("the K3s node token cannot be read from Vault right now; try again shortly".into())
+            })?;
+        data.get(&self.key).map(|t| SecretString::from(t.clone())).ok_or_else(|| {
+            tracing::error!(mount = %self.mount, path = %self.path, key = %self.key, "the K3s node token is missing in Vault");
+            ApiError::Unavailable("the K3s node token is not in Vault yet (the control-plane playbook writes it)".into())
+        })
+    }
+}
