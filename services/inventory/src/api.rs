@@ -362,8 +362,12 @@ fn counts(by_health: BTreeMap<String, i64>) -> Counts {
 #[utoipa::path(get, path = "/v1/summary", responses((status = 200, body = Summary)))]
 async fn summary(State(s): State<AppState>) -> ApiResult<axum::Json<Summary>> {
     use store::{CountColumn, Counted};
-    let pool = &s.pool;
-    let edge = store::list_nodes(pool, Some(NodeKind::Edge), None)
+    // One snapshot: an event applied between two of these reads must not show half of itself.
+    let mut tx = s.pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let edge = store::list_nodes(&mut *tx, Some(NodeKind::Edge), None)
         .await?
         .into_iter()
         .map(|n| EdgeNode {
@@ -376,21 +380,27 @@ async fn summary(State(s): State<AppState>) -> ApiResult<axum::Json<Summary>> {
             gpu_name: n.gpu.and_then(|g| g.gpu_name),
         })
         .collect();
-    let latest = |kind: &'static str| async move {
-        store::latest_activity(pool, kind)
-            .await
-            .map(|rows| rows.into_iter().map(ActivityLine::from).collect::<Vec<_>>())
-    };
+    let nodes = counts(store::count_by(&mut *tx, Counted::Nodes, CountColumn::Health).await?);
+    let nodes_by_kind = store::count_by(&mut *tx, Counted::Nodes, CountColumn::Kind).await?;
+    let services = counts(store::count_by(&mut *tx, Counted::Services, CountColumn::Health).await?);
+    let mut latest = Vec::new();
+    for kind in ["deploy", "backup", "drill", "secret"] {
+        let rows = store::latest_activity(&mut *tx, kind).await?;
+        latest.push(rows.into_iter().map(ActivityLine::from).collect::<Vec<_>>());
+    }
+    tx.commit().await?;
+    let [deployments, backups, drills, secrets]: [Vec<ActivityLine>; 4] =
+        latest.try_into().expect("four kinds were read");
     Ok(axum::Json(Summary {
         generated_at: Utc::now(),
-        nodes: counts(store::count_by(pool, Counted::Nodes, CountColumn::Health).await?),
-        nodes_by_kind: store::count_by(pool, Counted::Nodes, CountColumn::Kind).await?,
-        services: counts(store::count_by(pool, Counted::Services, CountColumn::Health).await?),
+        nodes,
+        nodes_by_kind,
+        services,
         edge,
-        deployments: latest("deploy").await?,
-        backups: latest("backup").await?,
-        drills: latest("drill").await?,
-        secrets: latest("secret").await?,
+        deployments,
+        backups,
+        drills,
+        secrets,
     }))
 }
 

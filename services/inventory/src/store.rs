@@ -133,7 +133,7 @@ impl Key {
 }
 
 pub async fn list_nodes(
-    pool: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     kind: Option<NodeKind>,
     health: Option<Health>,
 ) -> sqlx::Result<Vec<Node>> {
@@ -142,7 +142,7 @@ pub async fn list_nodes(
     )
     .bind(kind.map(NodeKind::as_str))
     .bind(health.map(Health::as_str))
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
 }
 
@@ -395,13 +395,16 @@ pub async fn record_activity(
 }
 
 /// The latest activity per key of one kind (deploy, backup, drill, secret).
-pub async fn latest_activity(pool: &PgPool, kind: &str) -> sqlx::Result<Vec<Activity>> {
+pub async fn latest_activity(
+    db: impl sqlx::PgExecutor<'_>,
+    kind: &str,
+) -> sqlx::Result<Vec<Activity>> {
     let rows = sqlx::query(
         "SELECT DISTINCT ON (subject_key) subject_key, status, detail, occurred_at
          FROM activity WHERE kind = $1 ORDER BY subject_key, occurred_at DESC, id DESC",
     )
     .bind(kind)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     rows.iter()
         .map(|row| {
@@ -417,7 +420,7 @@ pub async fn latest_activity(pool: &PgPool, kind: &str) -> sqlx::Result<Vec<Acti
 
 /// Counts of `column` values in `table`, for the summary.
 pub async fn count_by(
-    pool: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     table: Counted,
     column: CountColumn,
 ) -> sqlx::Result<BTreeMap<String, i64>> {
@@ -428,7 +431,7 @@ pub async fn count_by(
         }
         (Counted::Services, _) => "SELECT health, count(*) FROM services GROUP BY health",
     };
-    let rows: Vec<(String, i64)> = sqlx::query_as(sql).fetch_all(pool).await?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(sql).fetch_all(db).await?;
     Ok(rows.into_iter().collect())
 }
 

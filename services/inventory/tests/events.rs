@@ -172,7 +172,7 @@ async fn deploy_backup_and_secret_events_reach_the_summary() {
     .await;
     assert_eq!(summary["deployments"][0]["key"], "apps/shop");
     assert_eq!(summary["backups"][0]["detail"]["bytes"], 123_456);
-    assert_eq!(summary["services"]["by_health"]["healthy"], 1);
+    assert_eq!(summary["services"]["by_health"]["healthy"], 1, "{summary}");
     let service = app.get_json("/v1/services/apps/shop").await;
     assert_eq!(service["revision"], "abc123");
     assert_eq!(service["source"], "deployer");
