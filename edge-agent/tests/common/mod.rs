@@ -192,5 +192,6 @@ impl Edge {
         for app in self.apps {
             app.stop().await.expect("clean stop");
         }
+        self.env.cleanup().await;
     }
 }

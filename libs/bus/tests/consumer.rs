@@ -119,6 +119,7 @@ async fn a_transient_failure_is_retried_until_it_succeeds() {
     );
     s.shutdown.trigger();
     consumer.await.unwrap().unwrap();
+    testkit::drop_namespace(&s.ns).await;
 }
 
 #[tokio::test]
@@ -164,6 +165,7 @@ async fn a_failure_that_persists_is_dead_lettered_after_max_attempts() {
     assert!(rx.try_recv().is_err());
     s.shutdown.trigger();
     consumer.await.unwrap().unwrap();
+    testkit::drop_namespace(&s.ns).await;
 }
 
 #[tokio::test]
@@ -195,6 +197,7 @@ async fn the_consumer_span_continues_the_publishers_trace() {
 
     s.shutdown.trigger();
     consumer.await.unwrap().unwrap();
+    testkit::drop_namespace(&s.ns).await;
     use opentelemetry::trace::SpanKind;
     let publish = capture
         .of_kind(SpanKind::Producer)

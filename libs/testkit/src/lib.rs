@@ -19,6 +19,9 @@ const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 /// Test databases older than this are dropped by later runs (a crashed test leaves its database behind).
 const STALE_AFTER: Duration = Duration::from_secs(3600);
+/// Streams of test namespaces older than this are deleted by later runs; tests delete their own when they
+/// stop, so only a crashed test leaves any, and nats-server must not gather thousands of them.
+const STALE_STREAMS_AFTER: Duration = Duration::from_secs(20 * 60);
 const DB_PREFIX: &str = "hs_test_";
 
 fn admin_url() -> String {
@@ -111,9 +114,20 @@ async fn delete_stale_streams(js: &async_nats::jetstream::Context, now: u64) {
             .strip_prefix('T')
             .and_then(|rest| rest.split('_').next())
             .and_then(|t| t.parse::<u64>().ok());
-        if created.is_some_and(|t| now.saturating_sub(t) > STALE_AFTER.as_secs()) {
+        if created.is_some_and(|t| now.saturating_sub(t) > STALE_STREAMS_AFTER.as_secs()) {
             let _ = js.delete_stream(&name).await;
         }
+    }
+}
+
+/// Deletes every stream of a test namespace (call when the test is done with it).
+pub async fn drop_namespace(ns: &bus::Namespace) {
+    let Ok(client) = async_nats::connect(nats_url()).await else {
+        return;
+    };
+    let js = async_nats::jetstream::new(client);
+    for stream in bus::Stream::ALL {
+        let _ = js.delete_stream(stream.name(ns)).await;
     }
 }
 
@@ -306,6 +320,11 @@ impl TestEnv {
 
     pub fn auth(&self) -> service_kit::auth::AuthSettings {
         self.auth.clone()
+    }
+
+    /// Deletes this test's streams; its database goes with the stale-database sweep.
+    pub async fn cleanup(&self) {
+        drop_namespace(&self.namespace).await;
     }
 }
 

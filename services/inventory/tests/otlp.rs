@@ -82,6 +82,7 @@ async fn spans_reach_an_otlp_receiver_and_are_flushed_on_sigterm() {
         .expect("drains in time")
         .unwrap();
     assert!(status.success(), "SIGTERM is a clean stop: {status}");
+    env.cleanup().await;
 
     let bodies = received.lock().unwrap().clone();
     assert!(!bodies.is_empty(), "spans were exported before exit");

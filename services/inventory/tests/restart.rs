@@ -68,6 +68,7 @@ async fn sigkill_while_events_flow_loses_nothing_and_applies_nothing_twice() {
     // Like every service, the publisher ensures the streams (idempotent) rather than racing inventory's start.
     bus::ensure_streams(&js, &namespace).await.unwrap();
     let backup_stream = bus::Stream::Backup.name(&namespace);
+    let namespace_for_cleanup = namespace.clone();
     let publisher = Publisher::new(js.clone(), namespace, "backup");
     let sender = tokio::spawn(async move {
         for i in 0..EVENTS {
@@ -134,4 +135,5 @@ async fn sigkill_while_events_flow_loses_nothing_and_applies_nothing_twice() {
     assert_eq!(distinct, EVENTS as i64);
     child.start_kill().unwrap();
     let _ = child.wait().await;
+    testkit::drop_namespace(&namespace_for_cleanup).await;
 }

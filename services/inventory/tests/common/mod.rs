@@ -130,5 +130,6 @@ impl TestInventory {
 
     pub async fn stop(self) {
         self.app.stop().await.expect("clean stop");
+        testkit::drop_namespace(&self.namespace).await;
     }
 }
