@@ -26,6 +26,14 @@ struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     server: String,
+    /// Base URL of edge-registry (for `homestation edge`).
+    #[arg(
+        long,
+        global = true,
+        env = "HOMESTATION_EDGE_SERVER",
+        default_value = "http://127.0.0.1:8082"
+    )]
+    edge_server: String,
     /// How to print results.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -49,6 +57,9 @@ enum Command {
     /// Services and their endpoints.
     #[command(subcommand)]
     Services(ServicesCommand),
+    /// Edge nodes (Jetsons) and the join tokens they enrol with.
+    #[command(subcommand)]
+    Edge(EdgeCommand),
 }
 
 #[derive(Subcommand)]
@@ -86,6 +97,46 @@ enum NodesCommand {
 }
 
 #[derive(Subcommand)]
+enum EdgeCommand {
+    /// One-time join tokens (Admin).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// List enrolled edge nodes with their liveness.
+    List,
+    /// Show one edge node: facts, labels, taints, last heartbeat.
+    Show {
+        /// Name or id.
+        node: String,
+    },
+    /// Revoke an unused join token (Admin).
+    Revoke {
+        /// The token's id (from `homestation edge token list`).
+        token: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a one-time join token; it is printed once and never stored.
+    Create {
+        /// How long it is valid: 15m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// A node label as key=value for the node that enrols with it; repeat for several.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// A taint as key[=value]:Effect; repeat for several.
+        #[arg(long = "taint")]
+        taints: Vec<String>,
+        /// What the token is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List join tokens and their status.
+    List,
+}
+
+#[derive(Subcommand)]
 enum ServicesCommand {
     /// List services, optionally in one namespace.
     List {
@@ -117,7 +168,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<String, CliError> {
-    let client = Client::from_env(&cli.server)?;
+    let server = match cli.command {
+        Command::Edge(_) => &cli.edge_server,
+        _ => &cli.server,
+    };
+    let client = Client::from_env(server)?;
     let json_out = cli.output == Output::Json;
     let show = |value: &Value, table: fn(&Value) -> String| {
         if json_out {
@@ -177,12 +232,64 @@ async fn run(cli: Cli) -> Result<String, CliError> {
                 format!("removed node {node}\n")
             })
         }
+        Command::Edge(edge) => edge_command(&client, edge, json_out).await,
         Command::Services(ServicesCommand::List { namespace }) => {
             let path = match namespace {
                 Some(ns) => format!("/v1/services?namespace={}", client::segment(&ns)),
                 None => "/v1/services".to_owned(),
             };
             Ok(show(&client.get(&path).await?, render::services))
+        }
+    }
+}
+
+async fn edge_command(
+    client: &Client,
+    command: EdgeCommand,
+    json_out: bool,
+) -> Result<String, CliError> {
+    let pretty = |v: &Value| {
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(v).expect("JSON prints")
+        )
+    };
+    let show = |v: &Value, table: fn(&Value) -> String| if json_out { pretty(v) } else { table(v) };
+    match command {
+        EdgeCommand::Token(TokenCommand::Create {
+            ttl,
+            labels,
+            taints,
+            description,
+        }) => {
+            let labels: serde_json::Map<String, Value> = labels
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            let body =
+                json!({"ttl": ttl, "labels": labels, "taints": taints, "description": description});
+            let created = client.post("/v1/join-tokens", &body).await?;
+            Ok(show(&created, render::created_token))
+        }
+        EdgeCommand::Token(TokenCommand::List) => {
+            Ok(show(&client.get("/v1/join-tokens").await?, render::tokens))
+        }
+        EdgeCommand::List => Ok(show(&client.get("/v1/nodes").await?, render::edge_nodes)),
+        EdgeCommand::Show { node } => Ok(show(
+            &client
+                .get(&format!("/v1/nodes/{}", client::segment(&node)))
+                .await?,
+            render::edge_node,
+        )),
+        EdgeCommand::Revoke { token } => {
+            client
+                .delete(&format!("/v1/join-tokens/{}", client::segment(&token)))
+                .await?;
+            Ok(if json_out {
+                pretty(&json!({"revoked": token}))
+            } else {
+                format!("revoked join token {token}\n")
+            })
         }
     }
 }

@@ -224,6 +224,116 @@ pub fn services(v: &Value) -> String {
     )
 }
 
+pub fn created_token(t: &Value) -> String {
+    format!(
+        "join token {} (valid until {}):\n\n  {}\n\nIt is shown this once. On the Jetson, after `tailscale up`:\n  HOMESTATION_JOIN_TOKEN=<token> homestation-edge-agent --registry <edge-registry URL>\n",
+        text(&t["id"]),
+        text(&t["expires_at"]),
+        text(&t["token"])
+    )
+}
+
+pub fn tokens(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(v)
+        .iter()
+        .map(|t| {
+            vec![
+                text(&t["id"]),
+                text(&t["status"]),
+                text(&t["expires_at"]),
+                text(&t["created_by"]),
+                text(&t["description"]),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "no join tokens; create one with `homestation edge token create --ttl 1h`\n".into();
+    }
+    table(
+        &["ID", "STATUS", "EXPIRES", "CREATED BY", "DESCRIPTION"],
+        &rows,
+    )
+}
+
+pub fn edge_nodes(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(v)
+        .iter()
+        .map(|n| {
+            let f = &n["facts"];
+            vec![
+                text(&n["name"]),
+                text(&n["state"]),
+                text(&n["tailnet_ip"]),
+                text(&f["jetpack"]),
+                text(&f["cuda"]),
+                text(&f["gpu_name"]),
+                text(&n["last_heartbeat_at"]),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "no edge nodes enrolled yet\n".into();
+    }
+    table(
+        &[
+            "NAME",
+            "STATE",
+            "TAILNET IP",
+            "JETPACK",
+            "CUDA",
+            "GPU",
+            "LAST HEARTBEAT",
+        ],
+        &rows,
+    )
+}
+
+pub fn edge_node(n: &Value) -> String {
+    let mut out = String::new();
+    for key in [
+        "name",
+        "id",
+        "state",
+        "tailnet_ip",
+        "dns_name",
+        "enrolled_at",
+        "last_heartbeat_at",
+    ] {
+        out.push_str(&format!("{:<19}{}\n", format!("{key}:"), text(&n[key])));
+    }
+    let f = &n["facts"];
+    out.push_str(&format!(
+        "{:<19}{} (JetPack {}, L4T {}, CUDA {}, {} bytes)\n",
+        "hardware:",
+        text(&f["model"]),
+        text(&f["jetpack"]),
+        text(&f["l4t"]),
+        text(&f["cuda"]),
+        text(&f["memory_bytes"])
+    ));
+    if let Some(labels) = n["labels"].as_object() {
+        out.push_str("labels:\n");
+        for (k, v) in labels {
+            out.push_str(&format!("  {k}={}\n", text(v)));
+        }
+    }
+    for taint in list(&n["taints"]) {
+        out.push_str(&format!("taint:             {}\n", text(&taint)));
+    }
+    if n["last_heartbeat"].is_object() {
+        let h = &n["last_heartbeat"];
+        out.push_str(&format!(
+            "{:<19}load {} · GPU {}% · {}°C · {} bytes free\n",
+            "last heartbeat:",
+            text(&h["load1"]),
+            text(&h["gpu_utilization_pct"]),
+            text(&h["temperature_c"]),
+            text(&h["disk_free_bytes"])
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
