@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup services services-down dev test lint fmt typecheck build
+.PHONY: help setup services services-down dev test lint fmt typecheck build bench bench-edge
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,5 +34,10 @@ fmt: ## Format the Rust code
 typecheck: ## Type-check every crate and test
 	cargo check --workspace --all-targets --locked
 
-build: ## Build release binaries (inventory, homestation)
+build: ## Build release binaries (inventory, edge-registry, homestation, homestation-edge-agent)
 	cargo build --workspace --release --locked
+
+bench: bench-edge ## Run every benchmark (release build); results go to bench/results/
+
+bench-edge: services ## 10,000 edge nodes heartbeating into edge-registry beside a bare subscriber
+	cargo run --release --locked -p homestation-bench --bin edge-heartbeats
