@@ -7,7 +7,11 @@ pub fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
         .filter(|l| l.starts_with(&format!("{name}_bucket")))
         .filter_map(|l| {
             let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
             let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
             Some((bound, count))
         })
@@ -24,7 +28,11 @@ pub fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
             if bound.is_infinite() {
                 return Some(lower);
             }
-            let share = if count > below { (rank - below) / (count - below) } else { 1.0 };
+            let share = if count > below {
+                (rank - below) / (count - below)
+            } else {
+                1.0
+            };
             return Some(lower + (bound - lower) * share);
         }
         (lower, below) = (bound, count);

@@ -19,7 +19,10 @@ use service_kit::{HttpSettings, Service};
 use uuid::Uuid;
 
 fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Receives heartbeats and measures their lag, doing nothing else: the baseline.
@@ -37,29 +40,43 @@ async fn bare(client: &async_nats::Client, subject: String) -> Bare {
     }
     let mut subscription = client.subscribe(subject).await.unwrap();
     client.flush().await.unwrap();
-    let (received, lags, last) = (Arc::new(AtomicU64::new(0)), Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(None)));
+    let (received, lags, last) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(Mutex::new(Vec::new())),
+        Arc::new(Mutex::new(None)),
+    );
     let (r, l, t) = (received.clone(), lags.clone(), last.clone());
     let task = tokio::spawn(async move {
         while let Some(message) = subscription.next().await {
             if let Ok(stamp) = serde_json::from_slice::<Stamp>(&message.payload) {
-                let lag = (chrono::Utc::now() - stamp.occurred_at).to_std().map_or(0.0, |d| d.as_secs_f64());
+                let lag = (chrono::Utc::now() - stamp.occurred_at)
+                    .to_std()
+                    .map_or(0.0, |d| d.as_secs_f64());
                 l.lock().unwrap().push(lag);
             }
             r.fetch_add(1, Ordering::Relaxed);
             *t.lock().unwrap() = Some(Instant::now());
         }
     });
-    Bare { received, lags, last, task }
+    Bare {
+        received,
+        lags,
+        last,
+        task,
+    }
 }
 
 fn heartbeat(ns: &bus::Namespace, node: Uuid) -> (String, Vec<u8>) {
-    let envelope = Envelope::new("bench-agent", Event::NodeHeartbeat(NodeHeartbeat {
-        node_id: node,
-        load1: 0.5,
-        gpu_utilization_pct: Some(30.0),
-        temperature_c: Some(45.0),
-        disk_free_bytes: Some(1 << 35),
-    }));
+    let envelope = Envelope::new(
+        "bench-agent",
+        Event::NodeHeartbeat(NodeHeartbeat {
+            node_id: node,
+            load1: 0.5,
+            gpu_utilization_pct: Some(30.0),
+            temperature_c: Some(45.0),
+            disk_free_bytes: Some(1 << 35),
+        }),
+    );
     (ns.subject(&envelope.event.subject()), envelope.to_bytes())
 }
 
@@ -68,7 +85,12 @@ async fn registry_metrics(client: &reqwest_lite::Client, base: &str) -> String {
 }
 
 /// Publishes `count` heartbeats round-robin over `nodes` as fast as the client takes them.
-async fn burst(client: &async_nats::Client, ns: &bus::Namespace, nodes: &[Uuid], count: usize) -> Duration {
+async fn burst(
+    client: &async_nats::Client,
+    ns: &bus::Namespace,
+    nodes: &[Uuid],
+    count: usize,
+) -> Duration {
     let started = Instant::now();
     for i in 0..count {
         let (subject, payload) = heartbeat(ns, nodes[i % nodes.len()]);
@@ -87,13 +109,19 @@ mod reqwest_lite {
     impl Client {
         pub async fn get(&self, url: &str) -> String {
             let rest = url.strip_prefix("http://").expect("http URL");
-            let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+            let (host, path) = rest
+                .split_once('/')
+                .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
             let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
-            let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
             stream.write_all(request.as_bytes()).await.expect("write");
             let mut response = String::new();
             stream.read_to_string(&mut response).await.expect("read");
-            response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
+            response
+                .split_once("\r\n\r\n")
+                .map(|(_, body)| body.to_owned())
+                .unwrap_or_default()
         }
     }
 }
@@ -139,7 +167,12 @@ async fn main() {
     let running = testkit::spawn(registry);
     let http = reqwest_lite::Client;
     for _ in 0..100 {
-        if registry_metrics(&http, &base).await.contains("homestation_edge_nodes") { break; }
+        if registry_metrics(&http, &base)
+            .await
+            .contains("homestation_edge_nodes")
+        {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -147,7 +180,9 @@ async fn main() {
     let ns = env.namespace.clone();
     let subject = ns.subject(bus::Kind::NodeHeartbeat.pattern());
     let baseline = bare(&client, subject.clone()).await;
-    println!("edge-heartbeats: {nodes_n} nodes, {steady_secs} s steady at 1 heartbeat/node/s, then {burst_n} as fast as possible");
+    println!(
+        "edge-heartbeats: {nodes_n} nodes, {steady_secs} s steady at 1 heartbeat/node/s, then {burst_n} as fast as possible"
+    );
 
     // Steady: each node once a second, spread over 100 ticks of 10 ms.
     let publisher = async_nats::connect(testkit::nats_url()).await.unwrap();
@@ -167,11 +202,20 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let text = registry_metrics(&http, &base).await;
     let lag_name = "homestation_edge_heartbeat_lag_seconds";
-    let (reg_p50, reg_p99) = (histogram_quantile(&text, lag_name, 0.5).unwrap_or(f64::NAN), histogram_quantile(&text, lag_name, 0.99).unwrap_or(f64::NAN));
-    let reg_steady = counter(&text, "homestation_edge_heartbeats_total{service=\"edge-registry\",outcome=\"accepted\"}");
+    let (reg_p50, reg_p99) = (
+        histogram_quantile(&text, lag_name, 0.5).unwrap_or(f64::NAN),
+        histogram_quantile(&text, lag_name, 0.99).unwrap_or(f64::NAN),
+    );
+    let reg_steady = counter(
+        &text,
+        "homestation_edge_heartbeats_total{service=\"edge-registry\",outcome=\"accepted\"}",
+    );
     let mut bare_lags = std::mem::take(&mut *baseline.lags.lock().unwrap());
     let bare_steady = baseline.received.swap(0, Ordering::Relaxed);
-    let (bare_p50, bare_p99) = (quantile(&mut bare_lags, 0.5), quantile(&mut bare_lags, 0.99));
+    let (bare_p50, bare_p99) = (
+        quantile(&mut bare_lags, 0.5),
+        quantile(&mut bare_lags, 0.99),
+    );
     baseline.task.abort();
 
     // Saturation, registry alone (the baseline subscriber is gone).
@@ -181,8 +225,15 @@ async fn main() {
     let (mut last_count, mut last_change) = (before, started.elapsed());
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = counter(&registry_metrics(&http, &base).await, "homestation_edge_heartbeats_total{service=\"edge-registry\",outcome=\"accepted\"}");
-        if now > last_count { (last_count, last_change) = (now, started.elapsed()); } else if started.elapsed() > last_change + Duration::from_millis(500) { break; }
+        let now = counter(
+            &registry_metrics(&http, &base).await,
+            "homestation_edge_heartbeats_total{service=\"edge-registry\",outcome=\"accepted\"}",
+        );
+        if now > last_count {
+            (last_count, last_change) = (now, started.elapsed());
+        } else if started.elapsed() > last_change + Duration::from_millis(500) {
+            break;
+        }
     }
     let reg_received = last_count - before;
     let reg_rate = reg_received / last_change.as_secs_f64().max(publish_time.as_secs_f64());
@@ -194,7 +245,11 @@ async fn main() {
     let publish_time_bare = burst(&publisher, &ns, &nodes, burst_n).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let bare_received = alone.received.load(Ordering::Relaxed) as f64;
-    let bare_last = alone.last.lock().unwrap().map_or(publish_time_bare, |t| t - started);
+    let bare_last = alone
+        .last
+        .lock()
+        .unwrap()
+        .map_or(publish_time_bare, |t| t - started);
     let bare_rate = bare_received / bare_last.as_secs_f64().max(publish_time_bare.as_secs_f64());
     alone.task.abort();
 
@@ -210,13 +265,24 @@ async fn main() {
 | saturation: rate (msg/s) | {reg_rate:.0} | {bare_rate:.0} | **{:.2}** |\n\n\
 Goals: p99 lag under 100 ms ({}); at least half the bare rate ({}). The registry's lag comes from its own histogram (interpolated within buckets); the baseline's from every sample.\n",
         reg_steady / bare_steady.max(1) as f64,
-        ms(reg_p50), ms(bare_p50), ms(reg_p99), ms(bare_p99),
+        ms(reg_p50),
+        ms(bare_p50),
+        ms(reg_p99),
+        ms(bare_p99),
         reg_rate / bare_rate,
         if reg_p99 < 0.1 { "met" } else { "NOT met" },
-        if reg_rate >= 0.5 * bare_rate { "met" } else { "NOT met" },
+        if reg_rate >= 0.5 * bare_rate {
+            "met"
+        } else {
+            "NOT met"
+        },
     );
     println!("{report}");
-    let path = format!("{}/results/edge-heartbeats-{}.md", env!("CARGO_MANIFEST_DIR"), chrono::Utc::now().format("%Y-%m-%d"));
+    let path = format!(
+        "{}/results/edge-heartbeats-{}.md",
+        env!("CARGO_MANIFEST_DIR"),
+        chrono::Utc::now().format("%Y-%m-%d")
+    );
     std::fs::write(&path, &report).expect("write the result");
     println!("written to {path}");
     env.cleanup().await;

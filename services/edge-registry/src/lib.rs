@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod domain;
+pub mod kube_nodes;
 pub mod liveness;
 pub mod store;
 
@@ -61,6 +62,7 @@ pub struct Config {
     pub vault: VaultSettings,
     pub k3s: K3sSettings,
     pub liveness: LivenessSettings,
+    pub kube: kube_nodes::KubeSettings,
     /// The NATS URL agents publish heartbeats to (reachable over the tailnet); defaults to `nats.url`.
     pub agent_nats_url: Option<String>,
     /// The longest a join token may live.
@@ -83,6 +85,7 @@ impl Default for Config {
             vault: VaultSettings::default(),
             k3s: K3sSettings::default(),
             liveness: LivenessSettings::default(),
+            kube: kube_nodes::KubeSettings::default(),
             agent_nats_url: None,
             max_token_ttl_secs: 7 * 24 * 3600,
             shutdown_grace_secs: 10,
@@ -104,6 +107,8 @@ pub enum Error {
     Bus(#[from] bus::BusError),
     #[error(transparent)]
     Task(#[from] service_kit::shutdown::TaskError),
+    #[error("connecting to the Kubernetes API (kube.enabled is set)")]
+    Kube(#[source] kube::Error),
 }
 
 pub struct Application {
@@ -227,6 +232,16 @@ impl service_kit::Service for Application {
                 shutdown.clone(),
             ),
         );
+        if self.config.kube.enabled {
+            let client = kube::Client::try_default().await.map_err(Error::Kube)?;
+            let reconciler = kube_nodes::Reconciler {
+                nodes: kube::Api::all(client),
+                pool: self.pool.clone(),
+                cordon_offline: self.config.kube.cordon_offline,
+            };
+            let every = Duration::from_secs(self.config.kube.reconcile_interval_secs.max(1));
+            tasks.spawn("kube-nodes", reconciler.run(every, shutdown.clone()));
+        }
         let js = async_nats::jetstream::new(self.nats);
         let publisher = Publisher::new(js, self.namespace, Self::NAME).with_metrics(bus_metrics);
         tasks.spawn(

@@ -102,7 +102,9 @@ impl FleetMetrics {
         let this = Self {
             heartbeats: Family::default(),
             nodes: Family::default(),
-            lag: Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
+            lag: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
         };
         metrics.register(
             names::HEARTBEATS,

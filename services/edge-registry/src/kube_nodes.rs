@@ -1,0 +1,216 @@
+//! The Kubernetes side of enrolment: once an enrolled node registers as a Node, its labels and taints are applied;
+//! while it is offline it is cordoned (if configured). A level-triggered loop compares what the database wants
+//! with what the Node shows, so an API error only delays the change to the next tick.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Taint};
+use kube::api::{Api, Patch, PatchParams};
+use serde::Deserialize;
+use service_kit::Shutdown;
+use sqlx::types::Json;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubeSettings {
+    /// Talk to the cluster (in-cluster service account, or the local kubeconfig).
+    pub enabled: bool,
+    /// Cordon a node while it is offline, so no new pods are scheduled onto it.
+    pub cordon_offline: bool,
+    pub reconcile_interval_secs: u64,
+}
+
+impl Default for KubeSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            cordon_offline: true,
+            reconcile_interval_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Nodes whose Node object may need a change.
+struct Pending {
+    id: Uuid,
+    name: String,
+    labels: BTreeMap<String, String>,
+    taints: Vec<String>,
+    labeled: bool,
+    offline: bool,
+    cordoned_by_us: bool,
+}
+
+/// What one reconcile did, for logs and tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub labeled: Vec<String>,
+    pub cordoned: Vec<String>,
+    pub uncordoned: Vec<String>,
+    pub not_registered: Vec<String>,
+}
+
+/// `key[=value]:Effect` → a Kubernetes Taint.
+fn taint(raw: &str) -> Option<Taint> {
+    let (kv, effect) = raw.rsplit_once(':')?;
+    let (key, value) = kv
+        .split_once('=')
+        .map_or((kv, None), |(k, v)| (k, Some(v.to_owned())));
+    Some(Taint {
+        key: key.to_owned(),
+        value,
+        effect: effect.to_owned(),
+        time_added: None,
+    })
+}
+
+pub struct Reconciler {
+    pub nodes: Api<Node>,
+    pub pool: PgPool,
+    pub cordon_offline: bool,
+}
+
+const MANAGER: &str = "homestation-edge-registry";
+
+impl Reconciler {
+    async fn pending(&self) -> sqlx::Result<Vec<Pending>> {
+        let rows = sqlx::query(
+            "SELECT id, name, labels, taints, kube_labeled_at IS NOT NULL AS labeled, state = 'offline' AS offline, kube_cordoned
+             FROM edge_nodes
+             WHERE kube_labeled_at IS NULL OR (state = 'offline') <> kube_cordoned",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Pending {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    labels: r.try_get::<Json<_>, _>("labels")?.0,
+                    taints: r.try_get::<Json<_>, _>("taints")?.0,
+                    labeled: r.try_get("labeled")?,
+                    offline: r.try_get("offline")?,
+                    cordoned_by_us: r.try_get("kube_cordoned")?,
+                })
+            })
+            .collect()
+    }
+
+    /// One pass over the nodes that need something.
+    pub async fn reconcile_once(&self) -> Result<Report, Error> {
+        let mut report = Report::default();
+        for node in self.pending().await? {
+            let Some(current) = self.nodes.get_opt(&node.name).await? else {
+                report.not_registered.push(node.name);
+                continue;
+            };
+            if !node.labeled {
+                self.label(&node, &current).await?;
+                report.labeled.push(node.name.clone());
+            }
+            let want_cordon = node.offline && self.cordon_offline;
+            if want_cordon && !node.cordoned_by_us {
+                let already = current
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.unschedulable)
+                    .unwrap_or(false);
+                if !already {
+                    self.set_unschedulable(&node.name, true).await?;
+                    report.cordoned.push(node.name.clone());
+                }
+                // Only a cordon we made is ours to lift later.
+                self.mark_cordoned(node.id, !already).await?;
+            } else if !node.offline && node.cordoned_by_us {
+                self.set_unschedulable(&node.name, false).await?;
+                self.mark_cordoned(node.id, false).await?;
+                report.uncordoned.push(node.name.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    async fn label(&self, node: &Pending, current: &Node) -> Result<(), Error> {
+        // Keep taints others set; ours replace any with the same key and effect.
+        let ours: Vec<Taint> = node.taints.iter().filter_map(|t| taint(t)).collect();
+        let mut taints: Vec<Taint> = current
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !ours.iter().any(|o| o.key == t.key && o.effect == t.effect))
+            .collect();
+        taints.extend(ours);
+        let patch = serde_json::json!({
+            "metadata": {"labels": node.labels},
+            "spec": {"taints": taints},
+        });
+        self.nodes
+            .patch(
+                &node.name,
+                &PatchParams::apply(MANAGER),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        sqlx::query("UPDATE edge_nodes SET kube_labeled_at = now() WHERE id = $1")
+            .bind(node.id)
+            .execute(&self.pool)
+            .await?;
+        tracing::info!(node = %node.name, "labels and taints applied to the Kubernetes node");
+        Ok(())
+    }
+
+    async fn set_unschedulable(&self, name: &str, on: bool) -> Result<(), Error> {
+        let patch = serde_json::json!({"spec": {"unschedulable": on}});
+        self.nodes
+            .patch(name, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
+            .await?;
+        tracing::info!(node = name, cordoned = on, "Kubernetes node cordon changed");
+        Ok(())
+    }
+
+    async fn mark_cordoned(&self, id: Uuid, ours: bool) -> sqlx::Result<()> {
+        sqlx::query("UPDATE edge_nodes SET kube_cordoned = $2 WHERE id = $1")
+            .bind(id)
+            .bind(ours)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    /// Reconciles every interval until shutdown; failures are logged and retried at the next tick.
+    pub async fn run(
+        self,
+        interval: Duration,
+        shutdown: Shutdown,
+    ) -> Result<(), std::convert::Infallible> {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return Ok(()),
+                _ = ticker.tick() => {}
+            }
+            match self.reconcile_once().await {
+                Ok(report) if report != Report::default() => {
+                    tracing::debug!(?report, "kubernetes nodes reconciled")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconciling kubernetes nodes failed; retrying next tick")
+                }
+            }
+        }
+    }
+}

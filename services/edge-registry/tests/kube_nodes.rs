@@ -1,0 +1,210 @@
+//! The Node reconciler against a FAKE Kubernetes API: tower-test's mock answers with a recorded Node object
+//! (as a K3s agent on a Jetson reports it) and checks each request. PostgreSQL is real.
+
+use std::time::Duration;
+
+use edge_registry::kube_nodes::{Reconciler, Report};
+use http::{Method, Request, Response};
+use k8s_openapi::api::core::v1::Node;
+use kube::client::Body;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+const NODE_PATH: &str = "/api/v1/nodes/jetson-orin-1";
+
+fn recorded_node() -> Value {
+    serde_json::from_str(include_str!("fixtures/node-jetson-orin-1.json")).unwrap()
+}
+
+/// Answers the next request, which must be `method` on `path`; returns the request body.
+async fn answer(
+    handle: &mut Handle,
+    method: Method,
+    path: &str,
+    status: u16,
+    body: Value,
+) -> Value {
+    let (request, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .expect("the reconciler called the API")
+        .expect("a request");
+    assert_eq!(request.method(), method);
+    assert_eq!(request.uri().path(), path);
+    if method == Method::PATCH {
+        assert_eq!(
+            request.headers()["content-type"],
+            "application/merge-patch+json"
+        );
+        assert!(
+            request
+                .uri()
+                .query()
+                .unwrap_or_default()
+                .contains("fieldManager=homestation-edge-registry")
+        );
+    }
+    let sent = request.into_body().collect_bytes().await.unwrap();
+    send.send_response(
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap(),
+    );
+    if sent.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&sent).unwrap()
+    }
+}
+
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "nodes \"jetson-orin-1\" not found", "reason": "NotFound", "code": 404})
+}
+
+async fn setup() -> (sqlx::PgPool, Reconciler, Handle, Uuid) {
+    let db = testkit::database().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::migrate!("./migrations").run(&pool).await.unwrap();
+    let token = Uuid::now_v7();
+    sqlx::query("INSERT INTO join_tokens (id, sha256, created_by, expires_at) VALUES ($1, 'x', 'test', now())").bind(token).execute(&pool).await.unwrap();
+    let node = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO edge_nodes (id, name, tailnet_ip, dns_name, facts, labels, taints, token_id)
+         VALUES ($1, 'jetson-orin-1', '100.101.102.103', 'jetson-orin-1.tail1234.ts.net', '{}', $2, $3, $4)",
+    )
+    .bind(node)
+    .bind(json!({"homestation.io/jetpack": "6.0", "nvidia.com/gpu.present": "true"}))
+    .bind(json!(["nvidia.com/gpu=true:NoSchedule"]))
+    .bind(token)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let reconciler = Reconciler {
+        nodes: kube::Api::<Node>::all(client),
+        pool: pool.clone(),
+        cordon_offline: true,
+    };
+    (pool, reconciler, handle, node)
+}
+
+async fn set_state(pool: &sqlx::PgPool, state: &str) {
+    sqlx::query("UPDATE edge_nodes SET state = $1")
+        .bind(state)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn labels_once_registered_then_cordons_while_offline() {
+    let (pool, reconciler, mut handle, _) = setup().await;
+
+    // The agent has enrolled but k3s has not registered the node yet.
+    let (report, _) = tokio::join!(
+        reconciler.reconcile_once(),
+        answer(&mut handle, Method::GET, NODE_PATH, 404, not_found())
+    );
+    assert_eq!(
+        report.unwrap(),
+        Report {
+            not_registered: vec!["jetson-orin-1".into()],
+            ..Default::default()
+        }
+    );
+
+    // Registered: labels merge in; our taint joins the one an admin set.
+    let exchange = async {
+        answer(&mut handle, Method::GET, NODE_PATH, 200, recorded_node()).await;
+        answer(&mut handle, Method::PATCH, NODE_PATH, 200, recorded_node()).await
+    };
+    let (report, patch) = tokio::join!(reconciler.reconcile_once(), exchange);
+    assert_eq!(report.unwrap().labeled, ["jetson-orin-1"]);
+    assert_eq!(
+        patch["metadata"]["labels"],
+        json!({"homestation.io/jetpack": "6.0", "nvidia.com/gpu.present": "true"})
+    );
+    assert_eq!(
+        patch["spec"]["taints"],
+        json!([{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}, {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}])
+    );
+    let labeled: bool = sqlx::query_scalar("SELECT kube_labeled_at IS NOT NULL FROM edge_nodes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(labeled);
+
+    // Nothing to do: no API call at all (the mock would hang the reconcile if one were made).
+    let quiet = tokio::time::timeout(Duration::from_secs(2), reconciler.reconcile_once())
+        .await
+        .expect("no API call")
+        .unwrap();
+    assert_eq!(quiet, Report::default());
+
+    set_state(&pool, "offline").await;
+    let exchange = async {
+        answer(&mut handle, Method::GET, NODE_PATH, 200, recorded_node()).await;
+        answer(&mut handle, Method::PATCH, NODE_PATH, 200, recorded_node()).await
+    };
+    let (report, patch) = tokio::join!(reconciler.reconcile_once(), exchange);
+    assert_eq!(report.unwrap().cordoned, ["jetson-orin-1"]);
+    assert_eq!(patch, json!({"spec": {"unschedulable": true}}));
+
+    set_state(&pool, "online").await;
+    let mut cordoned = recorded_node();
+    cordoned["spec"]["unschedulable"] = json!(true);
+    let exchange = async {
+        answer(&mut handle, Method::GET, NODE_PATH, 200, cordoned.clone()).await;
+        answer(&mut handle, Method::PATCH, NODE_PATH, 200, recorded_node()).await
+    };
+    let (report, patch) = tokio::join!(reconciler.reconcile_once(), exchange);
+    assert_eq!(report.unwrap().uncordoned, ["jetson-orin-1"]);
+    assert_eq!(patch, json!({"spec": {"unschedulable": false}}));
+}
+
+#[tokio::test]
+async fn a_node_an_admin_cordoned_is_never_uncordoned() {
+    let (pool, reconciler, mut handle, _) = setup().await;
+    sqlx::query("UPDATE edge_nodes SET kube_labeled_at = now(), state = 'offline'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut cordoned = recorded_node();
+    cordoned["spec"]["unschedulable"] = json!(true);
+    let (report, _) = tokio::join!(
+        reconciler.reconcile_once(),
+        answer(&mut handle, Method::GET, NODE_PATH, 200, cordoned)
+    );
+    assert_eq!(
+        report.unwrap(),
+        Report::default(),
+        "already cordoned by someone else: no patch"
+    );
+    set_state(&pool, "online").await;
+    let quiet = tokio::time::timeout(Duration::from_secs(2), reconciler.reconcile_once())
+        .await
+        .expect("no API call")
+        .unwrap();
+    assert_eq!(quiet, Report::default(), "not ours to uncordon");
+}
+
+#[tokio::test]
+async fn an_api_error_leaves_the_change_for_the_next_tick() {
+    let (pool, reconciler, mut handle, _) = setup().await;
+    let forbidden = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+        "message": "nodes \"jetson-orin-1\" is forbidden: User \"system:serviceaccount:homestation:edge-registry\" cannot patch resource \"nodes\""});
+    let exchange = async {
+        answer(&mut handle, Method::GET, NODE_PATH, 200, recorded_node()).await;
+        answer(&mut handle, Method::PATCH, NODE_PATH, 403, forbidden).await
+    };
+    let (result, _) = tokio::join!(reconciler.reconcile_once(), exchange);
+    assert!(result.unwrap_err().to_string().contains("forbidden"));
+    let labeled: bool = sqlx::query_scalar("SELECT kube_labeled_at IS NOT NULL FROM edge_nodes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!labeled, "still pending, tried again next tick");
+}
