@@ -6,12 +6,16 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="$ROOT/.dev"
 HTTP_PORT="${HOMESTATION_DEV_HTTP_PORT:-8080}"
 GRPC_PORT="${HOMESTATION_DEV_GRPC_PORT:-8081}"
+EDGE_PORT="${HOMESTATION_DEV_EDGE_PORT:-8082}"
+BAO_PORT="${HOMESTATION_DEV_BAO_PORT:-8200}"
 DATABASE="${HOMESTATION_DEV_DATABASE:-homestation}"
+EDGE_DATABASE="${HOMESTATION_DEV_EDGE_DATABASE:-edge_registry}"
 cd "$ROOT"
 mkdir -p "$STATE"
 
 before=$(bash scripts/services.sh started)
 bash scripts/services.sh up
+bash scripts/services.sh tools
 
 pids=()
 cleanup() {
@@ -26,10 +30,12 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 echo "dev: building (the first build takes a few minutes)"
-cargo build --quiet --bin inventory --bin homestation
+cargo build --quiet --bin inventory --bin edge-registry --bin homestation --bin homestation-edge-agent
 
-psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DATABASE'" | grep -q 1 \
-  || psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $DATABASE" >/dev/null
+for db in "$DATABASE" "$EDGE_DATABASE"; do
+  psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
+    || psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db" >/dev/null
+done
 
 # An admin token made on this machine, never committed: only its SHA-256 goes to the service.
 token_file="$STATE/admin.token"
@@ -49,10 +55,35 @@ if [ -t 2 ]; then export HOMESTATION_LOG_FORMAT="${HOMESTATION_LOG_FORMAT:-prett
 ./target/debug/inventory 2> >(tee -a "$STATE/inventory.log" >&2) &
 pids+=($!)
 
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1 && break
-  kill -0 "${pids[0]}" 2>/dev/null || { echo "dev: inventory exited; see .dev/inventory.log" >&2; exit 1; }
-  sleep 0.1
+# OpenBao in dev mode (in memory) for edge-registry, with a root token made now, and a K3s node token made
+# now too: there is no K3s here, so it only lets a simulated agent enrol.
+bao_token="dev-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+(umask 077; printf '%s' "$bao_token" > "$STATE/openbao.token")
+bao server -dev -dev-root-token-id="$bao_token" -dev-listen-address="127.0.0.1:$BAO_PORT" > "$STATE/openbao.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$BAO_PORT/v1/sys/health" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 1 50); do
+  curl -sf -H "X-Vault-Token: $bao_token" -d "{\"data\":{\"node-token\":\"K10dev$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')::server:dev\"}}" \
+    "http://127.0.0.1:$BAO_PORT/v1/secret/data/homestation/k3s" >/dev/null && break
+  sleep 0.2
+done
+
+HOMESTATION_EDGE_REGISTRY__DATABASE__URL="postgres://postgres@127.0.0.1:5432/$EDGE_DATABASE" \
+HOMESTATION_EDGE_REGISTRY__HTTP__PORT="$EDGE_PORT" \
+HOMESTATION_EDGE_REGISTRY__VAULT__ADDRESS="http://127.0.0.1:$BAO_PORT" \
+HOMESTATION_EDGE_REGISTRY__VAULT__TOKEN="$bao_token" \
+HOMESTATION_EDGE_REGISTRY__AUTH__SERVICE_TOKENS="$HOMESTATION_INVENTORY__AUTH__SERVICE_TOKENS" \
+  ./target/debug/edge-registry 2> >(tee -a "$STATE/edge-registry.log" >&2) &
+pids+=($!)
+
+for port in "$HTTP_PORT" "$EDGE_PORT"; do
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { echo "dev: a service exited; see the logs in .dev/" >&2; exit 1; }
+    done
+    sleep 0.1
+  done
 done
 
 cat <<INFO
@@ -60,15 +91,20 @@ cat <<INFO
 HomeStation is running:
   inventory REST   http://127.0.0.1:$HTTP_PORT/v1   (OpenAPI: /v1/openapi.json)
   inventory gRPC   127.0.0.1:$GRPC_PORT             (grpc.health.v1 included)
+  edge-registry    http://127.0.0.1:$EDGE_PORT/v1   (OpenAPI: /v1/openapi.json)
+  OpenBao          http://127.0.0.1:$BAO_PORT       (dev mode, root token in .dev/openbao.token)
   health           http://127.0.0.1:$HTTP_PORT/healthz  /readyz  /metrics
   PostgreSQL       postgres://postgres@127.0.0.1:5432/$DATABASE
   NATS JetStream   nats://127.0.0.1:4222
-  logs             .dev/inventory.log
+  logs             .dev/inventory.log, .dev/edge-registry.log, .dev/openbao.log
 
 In another shell:
   export PATH="$ROOT/target/debug:\$PATH" HOMESTATION_TOKEN_FILE="$token_file"
   homestation status
+  homestation edge token create --ttl 1h        # then enrol a simulated Jetson (recorded AGX Orin facts):
+  HOMESTATION_JOIN_TOKEN=<token> homestation-edge-agent --registry http://127.0.0.1:$EDGE_PORT \\
+    --recorded edge-agent/tests/fixtures/agx-orin-jp6 --root .dev/edge-root --state-dir .dev/edge-root/state
 
 Ctrl-C stops everything this started.
 INFO
-wait "${pids[0]}"
+wait -n "${pids[@]}"
