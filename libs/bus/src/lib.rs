@@ -18,11 +18,43 @@ pub use propagation::{extract_context, inject_context};
 pub use publish::Publisher;
 pub use subject::{Namespace, Stream, ensure_streams};
 
+/// A service's connection to the bus: the NATS client, JetStream and its namespace, with every stream ensured.
+#[derive(Clone)]
+pub struct Connection {
+    pub client: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+    pub namespace: Namespace,
+}
+
+impl Connection {
+    pub async fn open(settings: &service_kit::NatsSettings, service: &str) -> Result<Self> {
+        let namespace = Namespace::parse(&settings.namespace)?;
+        let client = settings
+            .connect(service)
+            .await
+            .map_err(|e| BusError::Connect(e.to_string()))?;
+        let js = async_nats::jetstream::new(client.clone());
+        ensure_streams(&js, &namespace).await?;
+        Ok(Self {
+            client,
+            js,
+            namespace,
+        })
+    }
+
+    /// A publisher of `source`'s events in this namespace, counting into `metrics`.
+    pub fn publisher(&self, source: &'static str, metrics: BusMetrics) -> Publisher {
+        Publisher::new(self.js.clone(), self.namespace.clone(), source).with_metrics(metrics)
+    }
+}
+
 /// The bus's one error type.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("invalid namespace {0:?}: use lowercase letters, digits, '-' and '_'")]
     Namespace(String),
+    #[error("{0}")]
+    Connect(String),
     #[error("setting up stream {stream}: {reason}")]
     Stream { stream: String, reason: String },
     #[error("publishing to {subject}: {reason}")]

@@ -78,6 +78,15 @@ impl Default for HttpSettings {
     }
 }
 
+/// Why a service's database could not be opened at start.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("migrating the database")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
@@ -98,6 +107,16 @@ impl Default for DatabaseSettings {
 }
 
 impl DatabaseSettings {
+    /// The pool, with the service's migrations applied: what every service with a database does at start.
+    pub async fn migrated_pool(
+        &self,
+        migrator: &sqlx::migrate::Migrator,
+    ) -> Result<sqlx::PgPool, DatabaseError> {
+        let pool = self.pool()?;
+        migrator.run(&pool).await?;
+        Ok(pool)
+    }
+
     /// A pool that connects lazily, so a service starts (and reports not ready) while PostgreSQL is away.
     pub fn pool(&self) -> Result<sqlx::PgPool, ConfigError> {
         sqlx::postgres::PgPoolOptions::new()

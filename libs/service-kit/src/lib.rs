@@ -13,7 +13,9 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use auth::{Authenticator, Identity, Role};
-pub use config::{DatabaseSettings, HttpSettings, NatsSettings, VaultSettings, load_config};
+pub use config::{
+    DatabaseError, DatabaseSettings, HttpSettings, NatsSettings, VaultSettings, load_config,
+};
 pub use error::ApiError;
 pub use service::{Service, run};
 pub use shutdown::Shutdown;

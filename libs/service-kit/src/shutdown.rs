@@ -91,6 +91,8 @@ impl Tasks {
                 _ = shutdown.wait() => {}
                 joined = self.set.join_next() => match joined {
                     None => break,
+                    // Shutdown came while select! was looking here: a task that stopped because of it is fine.
+                    Some(Ok((_, Ok(())))) if shutdown.is_triggered() => {}
                     Some(outcome) => {
                         let (task, reason) = match outcome {
                             Ok((task, Ok(()))) => (task, "ended before shutdown".to_owned()),
@@ -140,6 +142,24 @@ mod tests {
             ("consumer", "stream deleted")
         );
         assert!(shutdown.is_triggered());
+    }
+
+    #[tokio::test]
+    async fn a_task_that_stops_on_shutdown_is_not_a_failure_whichever_is_seen_first() {
+        // Many rounds, because which of two ready branches select! takes is random.
+        for _ in 0..200 {
+            let shutdown = Shutdown::new();
+            let mut tasks = Tasks::new();
+            let watcher = shutdown.clone();
+            tasks.spawn("listener", async move {
+                watcher.wait().await;
+                Ok::<_, String>(())
+            });
+            let runner = tokio::spawn(tasks.run(shutdown.clone(), Duration::from_secs(5)));
+            tokio::task::yield_now().await;
+            shutdown.trigger();
+            assert!(runner.await.unwrap().is_ok());
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bus::{BusMetrics, Namespace, Publisher};
+use bus::BusMetrics;
 use serde::Deserialize;
 use service_kit::auth::AuthSettings;
 use service_kit::health::Readiness;
@@ -99,8 +99,8 @@ pub enum Error {
     Config(String),
     #[error("binding http")]
     Bind(#[source] std::io::Error),
-    #[error("migrating the database")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Database(#[from] service_kit::DatabaseError),
     #[error("loading the fleet")]
     Load(#[from] sqlx::Error),
     #[error(transparent)]
@@ -115,8 +115,7 @@ pub struct Application {
     http: TcpListener,
     heartbeats: async_nats::Subscriber,
     pool: sqlx::PgPool,
-    nats: async_nats::Client,
-    namespace: Namespace,
+    bus: bus::Connection,
     auth: Authenticator,
     node_token: NodeTokenReader,
     config: Config,
@@ -137,18 +136,11 @@ impl service_kit::Service for Application {
 
     async fn build(config: Config) -> Result<Self, Error> {
         let auth = Authenticator::new(config.auth.clone()).map_err(Error::Config)?;
-        let namespace = Namespace::parse(&config.nats.namespace)?;
         let pool = config
             .database
-            .pool()
-            .map_err(|e| Error::Config(e.to_string()))?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        let nats = config
-            .nats
-            .connect(Self::NAME)
-            .await
-            .map_err(|e| Error::Config(e.to_string()))?;
-        bus::ensure_streams(&async_nats::jetstream::new(nats.clone()), &namespace).await?;
+            .migrated_pool(&sqlx::migrate!("./migrations"))
+            .await?;
+        let bus = bus::Connection::open(&config.nats, Self::NAME).await?;
         let node_token = NodeTokenReader {
             client: Arc::new(
                 config
@@ -161,15 +153,14 @@ impl service_kit::Service for Application {
             key: config.k3s.node_token_key.clone(),
         };
         let http = config.http.bind().await.map_err(Error::Bind)?;
-        let heartbeats = liveness::subscribe(&nats, &namespace)
+        let heartbeats = liveness::subscribe(&bus.client, &bus.namespace)
             .await
             .map_err(|e| Error::Config(format!("subscribing to heartbeats: {e}")))?;
         Ok(Self {
             http,
             heartbeats,
             pool,
-            nats,
-            namespace,
+            bus,
             auth,
             node_token,
             config,
@@ -186,7 +177,7 @@ impl service_kit::Service for Application {
             auth: self.auth.clone(),
             readiness: Readiness::new()
                 .with_postgres(self.pool.clone())
-                .with_nats(self.nats.clone()),
+                .with_nats(self.bus.client.clone()),
             metrics,
         };
         let state = api::AppState {
@@ -201,7 +192,7 @@ impl service_kit::Service for Application {
                     .agent_nats_url
                     .clone()
                     .unwrap_or_else(|| self.config.nats.url.clone()),
-                nats_namespace: self.namespace.as_str().to_owned(),
+                nats_namespace: self.bus.namespace.as_str().to_owned(),
                 heartbeat_interval_secs: self.config.liveness.heartbeat_interval_secs,
             },
             max_ttl_secs: self.config.max_token_ttl_secs,
@@ -217,7 +208,7 @@ impl service_kit::Service for Application {
             "heartbeats",
             liveness::listen(
                 self.heartbeats,
-                self.namespace.clone(),
+                self.bus.namespace.clone(),
                 fleet.clone(),
                 shutdown.clone(),
             ),
@@ -242,8 +233,7 @@ impl service_kit::Service for Application {
             let every = Duration::from_secs(self.config.kube.reconcile_interval_secs.max(1));
             tasks.spawn("kube-nodes", reconciler.run(every, shutdown.clone()));
         }
-        let js = async_nats::jetstream::new(self.nats);
-        let publisher = Publisher::new(js, self.namespace, Self::NAME).with_metrics(bus_metrics);
+        let publisher = self.bus.publisher(Self::NAME, bus_metrics);
         tasks.spawn(
             "outbox",
             bus::outbox::relay(self.pool.clone(), publisher, outbox, shutdown.clone()),

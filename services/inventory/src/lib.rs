@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bus::{BusMetrics, ConsumerSettings, ConsumerSpec, Namespace, Publisher, Stream};
+use bus::{BusMetrics, ConsumerSettings, ConsumerSpec, Stream};
 use serde::Deserialize;
 use service_kit::auth::AuthSettings;
 use service_kit::health::Readiness;
@@ -62,8 +62,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("migrating the database")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Database(#[from] service_kit::DatabaseError),
     #[error(transparent)]
     Bus(#[from] bus::BusError),
     #[error(transparent)]
@@ -77,8 +77,7 @@ pub struct Application {
     http: TcpListener,
     grpc: TcpListener,
     pool: sqlx::PgPool,
-    nats: async_nats::Client,
-    namespace: Namespace,
+    bus: bus::Connection,
     auth: Authenticator,
     consumer: ConsumerSettings,
     grace: Duration,
@@ -105,18 +104,11 @@ impl service_kit::Service for Application {
 
     async fn build(config: Config) -> Result<Self> {
         let auth = Authenticator::new(config.auth).map_err(Error::Config)?;
-        let namespace = Namespace::parse(&config.nats.namespace)?;
         let pool = config
             .database
-            .pool()
-            .map_err(|e| Error::Config(e.to_string()))?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        let nats = config
-            .nats
-            .connect(Self::NAME)
-            .await
-            .map_err(|e| Error::Config(e.to_string()))?;
-        bus::ensure_streams(&async_nats::jetstream::new(nats.clone()), &namespace).await?;
+            .migrated_pool(&sqlx::migrate!("./migrations"))
+            .await?;
+        let bus = bus::Connection::open(&config.nats, Self::NAME).await?;
         let bind = |what, settings: HttpSettings| async move {
             settings
                 .bind()
@@ -127,8 +119,7 @@ impl service_kit::Service for Application {
             http: bind("http", config.http).await?,
             grpc: bind("grpc", config.grpc).await?,
             pool,
-            nats,
-            namespace,
+            bus,
             auth,
             consumer: config.consumer,
             grace: Duration::from_secs(config.shutdown_grace_secs),
@@ -138,13 +129,12 @@ impl service_kit::Service for Application {
     async fn run_until_stopped(self, shutdown: Shutdown) -> Result<()> {
         let metrics = Metrics::new(Self::NAME);
         let bus_metrics = BusMetrics::new(&metrics);
-        let js = async_nats::jetstream::new(self.nats.clone());
         let outbox = Arc::new(Notify::new());
         let kit = Kit {
             auth: self.auth.clone(),
             readiness: Readiness::new()
                 .with_postgres(self.pool.clone())
-                .with_nats(self.nats.clone()),
+                .with_nats(self.bus.client.clone()),
             metrics,
         };
         let state = api::AppState {
@@ -185,15 +175,15 @@ impl service_kit::Service for Application {
         tasks.spawn(
             "consumers",
             bus::run_consumers(
-                js.clone(),
-                self.namespace.clone(),
+                self.bus.js.clone(),
+                self.bus.namespace.clone(),
                 spec,
                 Arc::new(applier),
                 bus_metrics.clone(),
                 shutdown.clone(),
             ),
         );
-        let publisher = Publisher::new(js, self.namespace, Self::NAME).with_metrics(bus_metrics);
+        let publisher = self.bus.publisher(Self::NAME, bus_metrics);
         tasks.spawn(
             "outbox",
             bus::outbox::relay(self.pool.clone(), publisher, outbox, shutdown.clone()),
