@@ -38,6 +38,22 @@ pub struct Kit {
     pub metrics: Metrics,
 }
 
+impl Kit {
+    /// The usual kit of a service with a database and the bus: ready when both answer.
+    pub fn new(
+        auth: Authenticator,
+        metrics: Metrics,
+        pool: sqlx::PgPool,
+        nats: async_nats::Client,
+    ) -> Self {
+        Self {
+            auth,
+            readiness: Readiness::new().with_postgres(pool).with_nats(nats),
+            metrics,
+        }
+    }
+}
+
 /// Wraps a service's routes: `api` needs an identity, `public` does not; health and metrics are added.
 pub fn service_router(api: Router, public: Router, kit: Kit) -> Router {
     let api = api.route_layer(from_fn_with_state(kit.auth.clone(), authenticate));

@@ -14,7 +14,6 @@ use std::time::Duration;
 use bus::{BusMetrics, ConsumerSettings, ConsumerSpec, Stream};
 use serde::Deserialize;
 use service_kit::auth::AuthSettings;
-use service_kit::health::Readiness;
 use service_kit::http::{Kit, service_router};
 use service_kit::metrics::Metrics;
 use service_kit::shutdown::Tasks;
@@ -130,13 +129,12 @@ impl service_kit::Service for Application {
         let metrics = Metrics::new(Self::NAME);
         let bus_metrics = BusMetrics::new(&metrics);
         let outbox = Arc::new(Notify::new());
-        let kit = Kit {
-            auth: self.auth.clone(),
-            readiness: Readiness::new()
-                .with_postgres(self.pool.clone())
-                .with_nats(self.bus.client.clone()),
+        let kit = Kit::new(
+            self.auth.clone(),
             metrics,
-        };
+            self.pool.clone(),
+            self.bus.client.clone(),
+        );
         let state = api::AppState {
             pool: self.pool.clone(),
             outbox: outbox.clone(),
