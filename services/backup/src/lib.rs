@@ -1,0 +1,6 @@
+//! Backups for HomeStation. This first part is the object format every backup is stored in (`format`),
+//! and the streaming pipeline around it (`pipeline`); sources, S3 uploads, the catalog, retention and
+//! drills build on these.
+
+pub mod format;
+pub mod pipeline;
