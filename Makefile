@@ -8,7 +8,7 @@ export AWS_EC2_METADATA_DISABLED := true
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: ## Install what building and testing need (cargo-nextest, OpenBao; PostgreSQL and nats-server when missing)
+setup: ## Install what building and testing need (cargo-nextest, OpenBao, moto; PostgreSQL and nats-server when missing)
 	@scripts/services.sh tools
 	@scripts/services.sh up
 

