@@ -14,7 +14,7 @@ use std::time::Instant;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use backup::format::{KeyWrap, LocalKey};
-use backup::s3::{Destination, S3Settings, MIN_PART_SIZE};
+use backup::s3::{Destination, MIN_PART_SIZE, S3Settings};
 use secrecy::SecretString;
 
 /// Rows like pg_dump's COPY output: text that compresses, with enough variety not to compress to nothing.
@@ -27,7 +27,12 @@ struct Dump {
 
 impl Dump {
     fn new(bytes: u64) -> Self {
-        Self { left: bytes, row: 0, pending: Vec::new(), at: 0 }
+        Self {
+            left: bytes,
+            row: 0,
+            pending: Vec::new(),
+            at: 0,
+        }
     }
 }
 
@@ -42,11 +47,26 @@ impl Read for Dump {
             for _ in 0..512 {
                 let r = self.row;
                 let x = r.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                writeln!(self.pending, "{r}\tjetson-{:04}\t{}\t{:x}\t2026-11-{:02} {:02}:{:02}:{:02}\thealthy\t{}", r % 9973, x % 100_000, x, r % 28 + 1, r % 24, r % 60, x % 60, x >> 40).unwrap();
+                writeln!(
+                    self.pending,
+                    "{r}\tjetson-{:04}\t{}\t{:x}\t2026-11-{:02} {:02}:{:02}:{:02}\thealthy\t{}",
+                    r % 9973,
+                    x % 100_000,
+                    x,
+                    r % 28 + 1,
+                    r % 24,
+                    r % 60,
+                    x % 60,
+                    x >> 40
+                )
+                .unwrap();
                 self.row += 1;
             }
         }
-        let n = buf.len().min(self.pending.len() - self.at).min(self.left as usize);
+        let n = buf
+            .len()
+            .min(self.pending.len() - self.at)
+            .min(self.left as usize);
         buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
         self.at += n;
         self.left -= n as u64;
@@ -70,12 +90,25 @@ async fn participant(kind: &str, endpoint: &str, bucket: &str, bytes: u64) {
     match kind {
         "homestation" => {
             let key: Arc<dyn KeyWrap> = Arc::new(LocalKey::new("bench", &[3; 32]));
-            let d = Destination { client: &client, bucket, key: "homestation/dump.hsbk", part_size: 8 << 20 };
-            backup::s3::upload(&d, Dump::new(bytes), key, 1 << 20, 3).await.expect("upload");
+            let d = Destination {
+                client: &client,
+                bucket,
+                key: "homestation/dump.hsbk",
+                part_size: 8 << 20,
+            };
+            backup::s3::upload(&d, Dump::new(bytes), key, 1 << 20, 3)
+                .await
+                .expect("upload");
         }
         "plain" => {
             let key = "plain/dump.sql";
-            let created = client.create_multipart_upload().bucket(bucket).key(key).send().await.unwrap();
+            let created = client
+                .create_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
             let id = created.upload_id().unwrap().to_owned();
             let mut source = Dump::new(bytes);
             let mut parts = Vec::new();
@@ -84,17 +117,48 @@ async fn participant(kind: &str, endpoint: &str, bucket: &str, bytes: u64) {
                 let mut filled = 0;
                 while filled < part.len() {
                     let n = source.read(&mut part[filled..]).unwrap();
-                    if n == 0 { break; }
+                    if n == 0 {
+                        break;
+                    }
                     filled += n;
                 }
-                if filled == 0 { break; }
+                if filled == 0 {
+                    break;
+                }
                 part.truncate(filled);
-                let out = client.upload_part().bucket(bucket).key(key).upload_id(&id).part_number(number).body(ByteStream::from(part)).send().await.unwrap();
-                parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build());
-                if filled < MIN_PART_SIZE.max(8 << 20) { break; }
+                let out = client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(&id)
+                    .part_number(number)
+                    .body(ByteStream::from(part))
+                    .send()
+                    .await
+                    .unwrap();
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(out.e_tag().map(str::to_owned))
+                        .build(),
+                );
+                if filled < MIN_PART_SIZE.max(8 << 20) {
+                    break;
+                }
             }
-            client.complete_multipart_upload().bucket(bucket).key(key).upload_id(&id)
-                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build()).send().await.unwrap();
+            client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
         }
         other => panic!("unknown participant {other}"),
     }
@@ -105,11 +169,18 @@ async fn participant(kind: &str, endpoint: &str, bucket: &str, bytes: u64) {
 fn timed(command: &mut Command, stdin: Option<u64>) -> (String, u64) {
     let peak = std::env::temp_dir().join(format!("hs-bench-peak-{}", std::process::id()));
     let mut child = Command::new("/usr/bin/time")
-        .arg("-f").arg("%M").arg("-o").arg(&peak)
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&peak)
         .arg(command.get_program())
         .args(command.get_args())
         .envs(command.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -119,8 +190,19 @@ fn timed(command: &mut Command, stdin: Option<u64>) -> (String, u64) {
         io::copy(&mut Dump::new(bytes), &mut pipe).expect("feed stdin");
     }
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{:?} failed", command.get_program());
-    let kib = std::fs::read_to_string(&peak).unwrap().lines().last().unwrap().trim().parse().unwrap();
+    assert!(
+        output.status.success(),
+        "{:?} failed",
+        command.get_program()
+    );
+    let kib = std::fs::read_to_string(&peak)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     (String::from_utf8_lossy(&output.stdout).into_owned(), kib)
 }
 
@@ -131,18 +213,26 @@ async fn main() {
         participant(&args[2], &args[3], &args[4], args[5].parse().unwrap()).await;
         return;
     }
-    let mib: u64 = std::env::var("BACKUP_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let mib: u64 = std::env::var("BACKUP_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let bytes = mib << 20;
     let s3 = testkit::s3().await;
     let client = settings(&s3.endpoint).client();
     for bucket in ["homestation", "plain", "restic"] {
         client.create_bucket().bucket(bucket).send().await.unwrap();
     }
-    println!("backup-throughput: {mib} MiB generated dump to moto on this machine, each participant in its own process");
+    println!(
+        "backup-throughput: {mib} MiB generated dump to moto on this machine, each participant in its own process"
+    );
     let me = std::env::current_exe().unwrap();
     let mut rows = Vec::new();
     for kind in ["homestation", "plain"] {
-        let (out, kib) = timed(Command::new(&me).args(["participant", kind, &s3.endpoint, kind, &bytes.to_string()]), None);
+        let (out, kib) = timed(
+            Command::new(&me).args(["participant", kind, &s3.endpoint, kind, &bytes.to_string()]),
+            None,
+        );
         let secs: f64 = out.trim().parse().unwrap();
         println!("  {kind}: {secs:.1} s, peak {} MiB", kib / 1024);
         rows.push((kind, secs, kib));
@@ -156,13 +246,31 @@ async fn main() {
             .env("RESTIC_PASSWORD", &password)
             .env("AWS_ACCESS_KEY_ID", "bench-made-up")
             .env("AWS_SECRET_ACCESS_KEY", "bench-made-up-too")
-            .env("RESTIC_CACHE_DIR", std::env::temp_dir().join("hs-bench-restic-cache"));
+            .env(
+                "RESTIC_CACHE_DIR",
+                std::env::temp_dir().join("hs-bench-restic-cache"),
+            );
         c
     };
-    let init = restic(&["init", "--quiet"]).output().expect("restic runs (Debian package `restic`)");
-    assert!(init.status.success(), "restic init: {}", String::from_utf8_lossy(&init.stderr));
+    let init = restic(&["init", "--quiet"])
+        .output()
+        .expect("restic runs (Debian package `restic`)");
+    assert!(
+        init.status.success(),
+        "restic init: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let started = Instant::now();
-    let (_, kib) = timed(&mut restic(&["backup", "--quiet", "--stdin", "--stdin-filename", "dump.sql"]), Some(bytes));
+    let (_, kib) = timed(
+        &mut restic(&[
+            "backup",
+            "--quiet",
+            "--stdin",
+            "--stdin-filename",
+            "dump.sql",
+        ]),
+        Some(bytes),
+    );
     let secs = started.elapsed().as_secs_f64();
     println!("  restic: {secs:.1} s, peak {} MiB", kib / 1024);
     rows.push(("restic", secs, kib));
@@ -171,9 +279,16 @@ async fn main() {
     let find = |name: &str| rows.iter().find(|r| r.0 == name).copied().unwrap();
     let (h, p, r) = (find("homestation"), find("plain"), find("restic"));
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
-    let mut table = format!("## backup-throughput, {date}\n\n{mib} MiB generated dump (pg_dump-like rows) to one moto S3 server on this 2-core machine; each participant in its own process.\n\n| participant | time | rate | ratio to HomeStation | peak RSS |\n|---|---|---|---|---|\n");
+    let mut table = format!(
+        "## backup-throughput, {date}\n\n{mib} MiB generated dump (pg_dump-like rows) to one moto S3 server on this 2-core machine; each participant in its own process.\n\n| participant | time | rate | its rate ÷ HomeStation's | peak RSS |\n|---|---|---|---|---|\n"
+    );
     for (name, secs, kib) in [h, r, p] {
-        table.push_str(&format!("| {name} | {secs:.1} s | {:.0} MiB/s | {:.2} | {} MiB |\n", rate(secs), h.1 / secs, kib / 1024));
+        table.push_str(&format!(
+            "| {name} | {secs:.1} s | {:.0} MiB/s | {:.2} | {} MiB |\n",
+            rate(secs),
+            h.1 / secs,
+            kib / 1024
+        ));
     }
     table.push_str(&format!(
         "\nGoals: faster than restic ({}: {:.2}× its rate); at least 80% of the plain upload's rate ({}: {:.0}%); peak memory under 64 MiB ({}: {} MiB).\n",
@@ -182,8 +297,16 @@ async fn main() {
         if h.2 < 64 * 1024 { "met" } else { "NOT met" }, h.2 / 1024,
     ));
     println!("\n{table}");
-    let path = format!("{}/results/backup-throughput-{}.md", env!("CARGO_MANIFEST_DIR"), chrono::Utc::now().format("%Y-%m-%d"));
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+    let path = format!(
+        "{}/results/backup-throughput-{}.md",
+        env!("CARGO_MANIFEST_DIR"),
+        chrono::Utc::now().format("%Y-%m-%d")
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
     writeln!(file, "{table}").unwrap();
     println!("written to {path}");
 }
