@@ -4,4 +4,5 @@
 
 pub mod format;
 pub mod pipeline;
+pub mod postgres;
 pub mod s3;

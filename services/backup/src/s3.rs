@@ -248,3 +248,44 @@ pub async fn upload<R: Read + Send + 'static>(
     }
     outcome
 }
+
+/// Reads `key` back, checks every chunk and both digests against `expected`, and writes the plaintext to `sink`.
+/// Runs on a blocking thread, streaming: nothing is held whole in memory.
+pub async fn restore<W: Write + Send + 'static>(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    wrap: Arc<dyn KeyWrap>,
+    expected: Digests,
+    sink: W,
+) -> Result<Digests, UploadError> {
+    let object = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| UploadError::S3 {
+            operation: "get object",
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+        })?;
+    let body = tokio_util::io::SyncIoBridge::new(object.body.into_async_read());
+    let opened = tokio::task::spawn_blocking(move || pipeline::open(body, sink, wrap.as_ref()))
+        .await
+        .map_err(|e| UploadError::Task(e.to_string()))??;
+    for (want, got) in [
+        (&expected.stored_sha256, &opened.stored_sha256),
+        (&expected.plaintext_sha256, &opened.plaintext_sha256),
+    ] {
+        if want != got {
+            return Err(PipelineError::Mismatch {
+                expected: want.clone(),
+                actual: got.clone(),
+            }
+            .into());
+        }
+    }
+    Ok(opened)
+}
