@@ -5,4 +5,5 @@
 pub mod format;
 pub mod pipeline;
 pub mod postgres;
+pub mod retention;
 pub mod s3;
