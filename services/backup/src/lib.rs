@@ -7,3 +7,4 @@ pub mod pipeline;
 pub mod postgres;
 pub mod retention;
 pub mod s3;
+pub mod transit;
