@@ -2,6 +2,7 @@
 //! and the streaming pipeline around it (`pipeline`); sources, S3 uploads, the catalog, retention and
 //! drills build on these.
 
+pub mod catalog;
 pub mod format;
 pub mod pipeline;
 pub mod postgres;
