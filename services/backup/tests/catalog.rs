@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use backup::catalog::{self, Run};
 use backup::format::{KeyWrap, LocalKey};
-use backup::s3::{Destination, MIN_PART_SIZE, S3Settings};
-use secrecy::SecretString;
+use backup::s3::{Destination, MIN_PART_SIZE};
+
+mod common;
 
 struct Setup {
     pool: sqlx::PgPool,
@@ -20,20 +21,7 @@ async fn setup() -> Setup {
     let db = testkit::database().await;
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     catalog::MIGRATOR.run(&pool).await.unwrap();
-    let s3 = testkit::s3().await;
-    let client = S3Settings {
-        endpoint: Some(s3.endpoint.clone()),
-        access_key_id: "test-made-up".into(),
-        secret_access_key: SecretString::from("test-made-up-too".to_owned()),
-        ..Default::default()
-    }
-    .client();
-    client
-        .create_bucket()
-        .bucket("backups")
-        .send()
-        .await
-        .unwrap();
+    let (s3, client) = common::s3_with_bucket("backups").await;
     Setup {
         pool,
         client,

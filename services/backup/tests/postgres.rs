@@ -1,21 +1,10 @@
 //! A real PostgreSQL database backed up with pg_dump through the pipeline into a real S3 API (moto), verified,
 //! and restored into a new database with its rows intact.
 
-use std::sync::Arc;
-
-use backup::format::{KeyWrap, LocalKey};
-use backup::s3::{self, Destination, MIN_PART_SIZE, S3Settings};
+use backup::s3::{self, Destination, MIN_PART_SIZE};
 use secrecy::SecretString;
 
-async fn client(server: &testkit::S3Server) -> aws_sdk_s3::Client {
-    S3Settings {
-        endpoint: Some(server.endpoint.clone()),
-        access_key_id: "test-made-up".into(),
-        secret_access_key: SecretString::from("test-made-up-too".to_owned()),
-        ..Default::default()
-    }
-    .client()
-}
+mod common;
 
 /// Rows and a digest of every value, to compare source and restore.
 async fn fingerprint(url: &str) -> (i64, String) {
@@ -49,15 +38,8 @@ async fn a_database_is_backed_up_verified_and_restored_with_its_rows() {
     let before = fingerprint(&source.url).await;
     assert_eq!(before.0, 20000);
 
-    let server = testkit::s3().await;
-    let client = client(&server).await;
-    client
-        .create_bucket()
-        .bucket("backups")
-        .send()
-        .await
-        .unwrap();
-    let key: Arc<dyn KeyWrap> = Arc::new(LocalKey::new("kek-test", &[5; 32]));
+    let (_server, client) = common::s3_with_bucket("backups").await;
+    let key = common::test_key();
     let d = Destination {
         client: &client,
         bucket: "backups",
@@ -98,15 +80,8 @@ async fn a_database_is_backed_up_verified_and_restored_with_its_rows() {
 
 #[tokio::test]
 async fn a_dump_that_fails_stores_nothing() {
-    let server = testkit::s3().await;
-    let client = client(&server).await;
-    client
-        .create_bucket()
-        .bucket("backups")
-        .send()
-        .await
-        .unwrap();
-    let key: Arc<dyn KeyWrap> = Arc::new(LocalKey::new("kek-test", &[5; 32]));
+    let (_server, client) = common::s3_with_bucket("backups").await;
+    let key = common::test_key();
     let d = Destination {
         client: &client,
         bucket: "backups",

@@ -5,25 +5,13 @@ use std::sync::Arc;
 
 use backup::format::{KeyWrap, LocalKey};
 use backup::pipeline;
-use backup::s3::{Destination, MIN_PART_SIZE, S3Settings, UploadError, upload};
-use secrecy::SecretString;
+use backup::s3::{Destination, MIN_PART_SIZE, UploadError, upload};
+
+mod common;
 
 async fn bucket() -> (testkit::S3Server, aws_sdk_s3::Client, String) {
-    let server = testkit::s3().await;
-    let settings = S3Settings {
-        endpoint: Some(server.endpoint.clone()),
-        access_key_id: "test-made-up".into(),
-        secret_access_key: SecretString::from("test-made-up-too".to_owned()),
-        ..Default::default()
-    };
-    let client = settings.client();
     let name = format!("backups-{}", uuid::Uuid::new_v4().simple());
-    client
-        .create_bucket()
-        .bucket(&name)
-        .send()
-        .await
-        .expect("bucket");
+    let (server, client) = common::s3_with_bucket(&name).await;
     (server, client, name)
 }
 
