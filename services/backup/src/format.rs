@@ -60,10 +60,9 @@ pub struct LocalKey {
 
 impl LocalKey {
     pub fn new(id: &str, key: &[u8; 32]) -> Self {
-        let unbound = UnboundKey::new(&AES_256_GCM, key).expect("32 bytes is an AES-256 key");
         Self {
             id: id.to_owned(),
-            key: LessSafeKey::new(unbound),
+            key: aes_key(key),
         }
     }
 
@@ -126,6 +125,10 @@ impl KeyWrap for LocalKey {
     }
 }
 
+fn aes_key(key: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32 bytes is an AES-256 key"))
+}
+
 fn aad(header_digest: &[u8; 32], index: u64, last: bool) -> [u8; 41] {
     let mut aad = [0u8; 41];
     aad[..32].copy_from_slice(header_digest);
@@ -180,9 +183,7 @@ impl<W: Write> Sealer<W> {
         inner
             .write_all(&header)
             .map_err(|e| FormatError::Corrupt(e.to_string()))?;
-        let key = LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, &data_key).expect("32 bytes is an AES-256 key"),
-        );
+        let key = aes_key(&data_key);
         Ok(Self {
             inner,
             key,
@@ -289,9 +290,7 @@ impl<R: Read> Opener<R> {
             .map_err(|_| FormatError::Corrupt("key id is not UTF-8".into()))?;
         let wrapped = field(&mut inner)?;
         let data_key = wrap.unwrap(&key_id, &wrapped)?;
-        let key = LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, &data_key).expect("32 bytes is an AES-256 key"),
-        );
+        let key = aes_key(&data_key);
         Ok(Self {
             inner,
             key,
