@@ -79,6 +79,24 @@ pub struct Digests {
     pub stored_bytes: u64,
 }
 
+impl Digests {
+    /// Fails unless `found` has the same stored and plaintext SHA-256 as these (the catalog's).
+    pub fn check(&self, found: &Digests) -> Result<(), PipelineError> {
+        for (expected, actual) in [
+            (&self.stored_sha256, &found.stored_sha256),
+            (&self.plaintext_sha256, &found.plaintext_sha256),
+        ] {
+            if expected != actual {
+                return Err(PipelineError::Mismatch {
+                    expected: expected.clone(),
+                    actual: actual.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 pub struct SealOptions<'a> {
     pub wrap: &'a dyn KeyWrap,
     pub chunk_size: u32,
@@ -136,17 +154,5 @@ pub fn verify(
     wrap: &dyn KeyWrap,
     expected: &Digests,
 ) -> Result<(), PipelineError> {
-    let found = open(source, io::sink(), wrap)?;
-    for (expected, actual) in [
-        (&expected.stored_sha256, &found.stored_sha256),
-        (&expected.plaintext_sha256, &found.plaintext_sha256),
-    ] {
-        if expected != actual {
-            return Err(PipelineError::Mismatch {
-                expected: expected.clone(),
-                actual: actual.clone(),
-            });
-        }
-    }
-    Ok(())
+    expected.check(&open(source, io::sink(), wrap)?)
 }

@@ -275,17 +275,6 @@ pub async fn restore<W: Write + Send + 'static>(
     let opened = tokio::task::spawn_blocking(move || pipeline::open(body, sink, wrap.as_ref()))
         .await
         .map_err(|e| UploadError::Task(e.to_string()))??;
-    for (want, got) in [
-        (&expected.stored_sha256, &opened.stored_sha256),
-        (&expected.plaintext_sha256, &opened.plaintext_sha256),
-    ] {
-        if want != got {
-            return Err(PipelineError::Mismatch {
-                expected: want.clone(),
-                actual: got.clone(),
-            }
-            .into());
-        }
-    }
+    expected.check(&opened)?;
     Ok(opened)
 }
