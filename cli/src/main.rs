@@ -174,16 +174,7 @@ async fn run(cli: Cli) -> Result<String, CliError> {
     };
     let client = Client::from_env(server)?;
     let json_out = cli.output == Output::Json;
-    let show = |value: &Value, table: fn(&Value) -> String| {
-        if json_out {
-            format!(
-                "{}\n",
-                serde_json::to_string_pretty(value).expect("JSON prints")
-            )
-        } else {
-            table(value)
-        }
-    };
+    let show = |value: &Value, table: fn(&Value) -> String| output(value, json_out, table);
     match cli.command {
         Command::Status => Ok(show(&client.get("/v1/summary").await?, render::status)),
         Command::Nodes(NodesCommand::List { kind }) => {
@@ -205,10 +196,7 @@ async fn run(cli: Cli) -> Result<String, CliError> {
             addresses,
             labels,
         }) => {
-            let labels: serde_json::Map<String, Value> = labels
-                .into_iter()
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect();
+            let labels = label_map(labels);
             let body =
                 json!({"name": name, "kind": kind, "addresses": addresses, "labels": labels});
             let created = client.post("/v1/nodes", &body).await?;
@@ -248,13 +236,7 @@ async fn edge_command(
     command: EdgeCommand,
     json_out: bool,
 ) -> Result<String, CliError> {
-    let pretty = |v: &Value| {
-        format!(
-            "{}\n",
-            serde_json::to_string_pretty(v).expect("JSON prints")
-        )
-    };
-    let show = |v: &Value, table: fn(&Value) -> String| if json_out { pretty(v) } else { table(v) };
+    let show = |v: &Value, table: fn(&Value) -> String| output(v, json_out, table);
     match command {
         EdgeCommand::Token(TokenCommand::Create {
             ttl,
@@ -262,10 +244,7 @@ async fn edge_command(
             taints,
             description,
         }) => {
-            let labels: serde_json::Map<String, Value> = labels
-                .into_iter()
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect();
+            let labels = label_map(labels);
             let body =
                 json!({"ttl": ttl, "labels": labels, "taints": taints, "description": description});
             let created = client.post("/v1/join-tokens", &body).await?;
@@ -292,4 +271,28 @@ async fn edge_command(
             })
         }
     }
+}
+
+/// The server's document as pretty JSON with `--output json`, else as `table` renders it.
+fn output(value: &Value, json_out: bool, table: fn(&Value) -> String) -> String {
+    if json_out {
+        pretty(value)
+    } else {
+        table(value)
+    }
+}
+
+fn pretty(value: &Value) -> String {
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(value).expect("JSON prints")
+    )
+}
+
+/// `--label k=v` pairs as the JSON object the APIs take.
+fn label_map(labels: Vec<(String, String)>) -> serde_json::Map<String, Value> {
+    labels
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect()
 }
