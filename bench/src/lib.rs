@@ -56,6 +56,23 @@ pub fn counter(text: &str, prefix: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Appends a run's table to `bench/results/<name>-<date>.md`, so a day's runs stay side by side.
+pub fn append_result(name: &str, table: &str) {
+    use std::io::Write;
+    let path = format!(
+        "{}/results/{name}-{}.md",
+        env!("CARGO_MANIFEST_DIR"),
+        chrono::Utc::now().format("%Y-%m-%d")
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("open the results");
+    writeln!(file, "{table}").expect("write the result");
+    println!("written to {path}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -297,16 +297,5 @@ async fn main() {
         if h.2 < 64 * 1024 { "met" } else { "NOT met" }, h.2 / 1024,
     ));
     println!("\n{table}");
-    let path = format!(
-        "{}/results/backup-throughput-{}.md",
-        env!("CARGO_MANIFEST_DIR"),
-        chrono::Utc::now().format("%Y-%m-%d")
-    );
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .unwrap();
-    writeln!(file, "{table}").unwrap();
-    println!("written to {path}");
+    homestation_bench::append_result("backup-throughput", &table);
 }

@@ -283,18 +283,6 @@ Goals: p99 lag under 100 ms ({}); at least half the bare rate ({}). The registry
         },
     );
     println!("{report}");
-    let path = format!(
-        "{}/results/edge-heartbeats-{}.md",
-        env!("CARGO_MANIFEST_DIR"),
-        chrono::Utc::now().format("%Y-%m-%d")
-    );
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .expect("open the results");
-    writeln!(file, "{report}").expect("write the result");
-    println!("written to {path}");
+    homestation_bench::append_result("edge-heartbeats", &report);
     env.cleanup().await;
 }
