@@ -46,17 +46,8 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What the agent reports at enrolment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Facts {
-    pub model: String,
-    pub jetpack: Option<String>,
-    pub l4t: Option<String>,
-    pub cuda: Option<String>,
-    pub gpu_name: Option<String>,
-    pub memory_bytes: u64,
-    pub architecture: String,
-}
+/// What the agent reports at enrolment: the bus's hardware facts, as edge-registry records them.
+pub type Facts = bus::HardwareFacts;
 
 /// Reads the machine's facts; a node not on the tailnet cannot enrol, so that is an error.
 pub fn collect_facts(probe: &dyn Probe) -> Result<(Facts, facts::Tailnet)> {

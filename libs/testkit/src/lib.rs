@@ -202,14 +202,6 @@ impl SpanCapture {
             .expect("in-memory exporter")
     }
 
-    /// Spans with this exported name (a span's `otel.name` field, if set, is its name).
-    pub fn named(&self, name: &str) -> Vec<SpanData> {
-        self.spans()
-            .into_iter()
-            .filter(|s| s.name == name)
-            .collect()
-    }
-
     /// Spans of one kind: server, client, producer, consumer or internal.
     pub fn of_kind(&self, kind: opentelemetry::trace::SpanKind) -> Vec<SpanData> {
         self.spans()

@@ -209,14 +209,6 @@ impl Fleet {
         }
         known
     }
-
-    pub fn len(&self) -> usize {
-        self.nodes.lock().expect("fleet lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Subscribes to every node's heartbeats; done at build so none sent after start is missed.
