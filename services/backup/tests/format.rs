@@ -6,7 +6,10 @@ use std::io::Cursor;
 use backup::format::{FormatError, LocalKey};
 use backup::pipeline::{self, Digests, PipelineError, SealOptions};
 
+mod common;
+
 const CHUNK: u32 = 4096;
+const FORMAT_SEED: u64 = 0x2545_f491_4f6c_dd1d;
 
 fn key(id: &str, byte: u8) -> LocalKey {
     LocalKey::new(id, &[byte; 32])
@@ -28,19 +31,6 @@ fn dump(len: usize) -> Vec<u8> {
     }
     data.truncate(len);
     data
-}
-
-/// Random bytes (incompressible), so sizes map onto chunks predictably.
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 fn seal_bytes(data: &[u8], k: &LocalKey) -> (Vec<u8>, Digests) {
@@ -77,7 +67,7 @@ fn round_trips_at_every_chunk_boundary() {
         3 * chunk,
         10 * chunk + 17,
     ] {
-        for data in [noise(len), dump(len)] {
+        for data in [common::noise(len, FORMAT_SEED), dump(len)] {
             let (stored, digests) = seal_bytes(&data, &k);
             assert_eq!(open_bytes(&stored, &k).unwrap(), data, "len {len}");
             assert_eq!(digests.plaintext_bytes, len as u64);
@@ -115,7 +105,7 @@ fn expect_format_error(result: Result<Vec<u8>, PipelineError>) -> FormatError {
 #[test]
 fn damage_and_tampering_are_detected() {
     let k = key("kek-1", 7);
-    let (stored, _) = seal_bytes(&noise(5 * CHUNK as usize), &k);
+    let (stored, _) = seal_bytes(&common::noise(5 * CHUNK as usize, FORMAT_SEED), &k);
     let layout = backup::format::layout(&stored).unwrap();
     assert_eq!(layout.key_id, "kek-1");
     assert!(layout.chunks.len() >= 5, "{layout:?}");

@@ -15,24 +15,11 @@ async fn bucket() -> (testkit::S3Server, aws_sdk_s3::Client, String) {
     (server, client, name)
 }
 
-/// Incompressible bytes, so the stored object is as large as the source and spans several parts.
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_backup_streams_into_several_parts_and_comes_back_intact() {
     let (_server, client, bucket) = bucket().await;
     let key: Arc<dyn KeyWrap> = Arc::new(LocalKey::new("kek-test", &[9; 32]));
-    let data = noise(12 << 20);
+    let data = common::noise(12 << 20, 0x9e37_79b9_7f4a_7c15);
     let d = Destination {
         client: &client,
         bucket: &bucket,
@@ -74,7 +61,7 @@ impl Read for Failing {
             return Err(io::Error::other("pg_dump: connection to server lost"));
         }
         let n = buf.len().min(self.left);
-        buf[..n].copy_from_slice(&noise(n));
+        buf[..n].copy_from_slice(&common::noise(n, 0x9e37_79b9_7f4a_7c15));
         self.left -= n;
         Ok(n)
     }

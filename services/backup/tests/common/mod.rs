@@ -30,3 +30,16 @@ pub async fn s3_with_bucket(bucket: &str) -> (testkit::S3Server, aws_sdk_s3::Cli
 pub fn test_key() -> Arc<dyn KeyWrap> {
     Arc::new(LocalKey::new("kek-test", &[5; 32]))
 }
+
+/// Incompressible bytes from a xorshift generator seeded with `seed`, so sizes map onto chunks and parts predictably.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
