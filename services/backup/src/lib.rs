@@ -1,11 +1,249 @@
-//! Backups for HomeStation. This first part is the object format every backup is stored in (`format`),
-//! and the streaming pipeline around it (`pipeline`); sources, S3 uploads, the catalog, retention and
-//! drills build on these.
+//! The backup service: policies (in config) run on their schedules; each source streams through zstd and
+//! AES-256-GCM into an S3 multipart upload; the catalog records both SHA-256; backups are verified,
+//! restored, rehearsed by drills and pruned by retention. See `engine` for the behaviour, `format` for the
+//! object format.
 
+pub mod api;
 pub mod catalog;
+pub mod channel;
+pub mod cron;
+pub mod engine;
 pub mod format;
+pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod postgres;
+pub mod process;
 pub mod retention;
 pub mod s3;
+pub mod sources;
 pub mod transit;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use service_kit::auth::AuthSettings;
+use service_kit::http::{Kit, service_router};
+use service_kit::metrics::Metrics;
+use service_kit::shutdown::Tasks;
+use service_kit::{
+    Authenticator, DatabaseSettings, HttpSettings, NatsSettings, Shutdown, VaultSettings,
+};
+use tokio::net::TcpListener;
+
+use crate::engine::{Engine, Entry};
+use crate::format::{KeyWrap, LocalKey};
+use crate::policy::PolicySettings;
+use crate::s3::S3Settings;
+use crate::sources::{Folder, JetStream, Postgres, Source, SourceSettings, VaultServer};
+
+/// How data keys are wrapped: by a Vault transit key (the key never leaves Vault), or by a key file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncryptionSettings {
+    /// The transit key's name under `transit_mount`, on the service's `vault`.
+    pub transit_key: Option<String>,
+    pub transit_mount: String,
+    /// A file of exactly 32 random bytes (`head -c 32 /dev/urandom > backup.key`), when not using transit.
+    pub key_file: Option<PathBuf>,
+    /// The id recorded in each backup's header for the key file.
+    pub key_id: String,
+}
+
+impl Default for EncryptionSettings {
+    fn default() -> Self {
+        Self {
+            transit_key: None,
+            transit_mount: "transit".into(),
+            key_file: None,
+            key_id: "key-file".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub nats: NatsSettings,
+    pub auth: AuthSettings,
+    pub vault: VaultSettings,
+    pub s3: S3Settings,
+    /// The bucket of policies that name none.
+    pub bucket: String,
+    pub encryption: EncryptionSettings,
+    pub policies: Vec<PolicySettings>,
+    /// Where drills restore folders (emptied after each drill).
+    pub scratch_dir: PathBuf,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http: HttpSettings::with_port(8083),
+            database: DatabaseSettings {
+                url: SecretString::from("postgres://postgres@127.0.0.1:5432/backup"),
+                ..Default::default()
+            },
+            nats: NatsSettings::default(),
+            auth: AuthSettings::default(),
+            vault: VaultSettings::default(),
+            s3: S3Settings::default(),
+            bucket: "homestation-backups".into(),
+            encryption: EncryptionSettings::default(),
+            policies: Vec::new(),
+            scratch_dir: std::env::temp_dir().join("homestation-backup"),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
+    #[error("binding http")]
+    Bind(#[source] std::io::Error),
+    #[error(transparent)]
+    Database(#[from] service_kit::DatabaseError),
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
+    #[error("recovering interrupted runs")]
+    Recover(#[from] catalog::CatalogError),
+    #[error("loading the catalog")]
+    Load(#[from] engine::EngineError),
+    #[error(transparent)]
+    Task(#[from] service_kit::shutdown::TaskError),
+}
+
+pub struct Application {
+    http: TcpListener,
+    pool: sqlx::PgPool,
+    bus: bus::Connection,
+    auth: Authenticator,
+    s3: aws_sdk_s3::Client,
+    wrap: Arc<dyn KeyWrap>,
+    policies: Vec<Entry>,
+    config: Config,
+}
+
+impl Application {
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+}
+
+fn key_wrap(config: &Config) -> Result<Arc<dyn KeyWrap>, Error> {
+    let e = &config.encryption;
+    match (&e.transit_key, &e.key_file) {
+        (Some(key), None) => {
+            let client = config.vault.client().map_err(|e| Error::Config(e.to_string()))?;
+            Ok(Arc::new(transit::VaultTransit::new(Arc::new(client), &e.transit_mount, key)))
+        }
+        (None, Some(path)) => LocalKey::from_file(&e.key_id, path)
+            .map(|k| Arc::new(k) as Arc<dyn KeyWrap>)
+            .map_err(|err| Error::Config(format!("encryption.key_file: {err}"))),
+        (Some(_), Some(_)) => Err(Error::Config(
+            "encryption: set transit_key or key_file, not both".into(),
+        )),
+        (None, None) => Err(Error::Config(
+            "encryption: set transit_key (a Vault transit key) or key_file; backups are never stored unencrypted".into(),
+        )),
+    }
+}
+
+fn build_source(settings: &SourceSettings, config: &Config, bus: &bus::Connection) -> Arc<dyn Source> {
+    match settings {
+        SourceSettings::Postgres { url } => Arc::new(Postgres { url: url.clone() }),
+        SourceSettings::Vault { address, token } => Arc::new(VaultServer {
+            address: address.clone().unwrap_or_else(|| config.vault.address.clone()),
+            token: token.clone().unwrap_or_else(|| config.vault.token.clone()),
+            http: reqwest::Client::new(),
+        }),
+        SourceSettings::Jetstream { stream } => Arc::new(JetStream {
+            js: async_nats::jetstream::new(bus.client.clone()),
+            stream: stream.clone(),
+        }),
+        SourceSettings::Folder { path } => Arc::new(Folder { path: path.clone() }),
+    }
+}
+
+impl service_kit::Service for Application {
+    const NAME: &'static str = "backup";
+    type Config = Config;
+    type Error = Error;
+
+    async fn build(config: Config) -> Result<Self, Error> {
+        let auth = Authenticator::new(config.auth.clone()).map_err(Error::Config)?;
+        let policies = policy::parse_all(&config.policies, &config.bucket)?;
+        let wrap = key_wrap(&config)?;
+        let pool = config.database.migrated_pool(&catalog::MIGRATOR).await?;
+        let bus = bus::Connection::open(&config.nats, Self::NAME).await?;
+        let s3 = config.s3.client();
+        // What a killed process left: its runs are failed and its multipart uploads aborted, before any new run.
+        let recovered = catalog::recover(&pool, &s3).await?;
+        if recovered > 0 {
+            tracing::warn!(recovered, "runs interrupted by the last stop were failed and their uploads aborted");
+        }
+        let policies = policies
+            .into_iter()
+            .map(|policy| Entry {
+                source: build_source(&policy.source, &config, &bus),
+                policy,
+            })
+            .collect();
+        let http = config.http.bind().await.map_err(Error::Bind)?;
+        Ok(Self {
+            http,
+            pool,
+            bus,
+            auth,
+            s3,
+            wrap,
+            policies,
+            config,
+        })
+    }
+
+    async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), Error> {
+        tracing::info!(http = %self.http_addr(), policies = self.policies.len(), "backup listening");
+        let metrics = Metrics::new(Self::NAME);
+        let bus_metrics = bus::BusMetrics::new(&metrics);
+        let engine = Arc::new(Engine::new(
+            self.pool.clone(),
+            self.s3,
+            self.config.s3.part_size(),
+            self.wrap,
+            self.policies,
+            metrics::BackupMetrics::new(&metrics),
+            self.config.scratch_dir.clone(),
+            shutdown.clone(),
+        ));
+        engine.load_metrics().await?;
+        let kit = Kit::new(self.auth, metrics, self.pool.clone(), self.bus.client.clone());
+        let router = service_router(api::router(engine.clone()), api::public_router(), kit);
+        let mut tasks = Tasks::new();
+        tasks.spawn("http", service_kit::http::serve(self.http, router, shutdown.clone()));
+        tasks.spawn("scheduler", engine.clone().schedule());
+        let publisher = self.bus.publisher(Self::NAME, bus_metrics);
+        tasks.spawn(
+            "outbox",
+            bus::outbox::relay(self.pool.clone(), publisher, engine.outbox.clone(), shutdown.clone()),
+        );
+        tasks
+            .run(shutdown, Duration::from_secs(self.config.shutdown_grace_secs))
+            .await?;
+        self.pool.close().await;
+        Ok(())
+    }
+}

@@ -1,10 +1,12 @@
 //! PostgreSQL as a backup source and restore target: `pg_dump --format=custom` streamed from its stdout,
 //! `pg_restore` fed on its stdin. The password never appears on a command line: it goes in PGPASSWORD.
 
-use std::io::{self, Read};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::io;
+use std::process::{ChildStdin, Command};
 
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::process;
 
 /// A connection URL split so the password can travel in the environment instead of the process list.
 struct Connection {
@@ -41,94 +43,54 @@ fn command(program: &str, url: &SecretString) -> Command {
     command
 }
 
-/// pg_dump's output as a stream; reading past its end checks that pg_dump succeeded.
-pub struct Dump {
-    child: Child,
-    stdout: ChildStdout,
-    finished: bool,
+/// Starts `pg_dump --format=custom` of the database at `url`; its output is the stream.
+pub fn dump(url: &SecretString) -> io::Result<process::Output> {
+    let mut command = command("pg_dump", url);
+    command.args(["--format=custom", "--no-owner"]);
+    process::output("pg_dump", command)
 }
 
-/// Starts `pg_dump --format=custom` of the database at `url`.
-pub fn dump(url: &SecretString) -> io::Result<Dump> {
-    let mut child = command("pg_dump", url)
-        .args(["--format=custom", "--no-owner"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("starting pg_dump: {e}")))?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    Ok(Dump {
-        child,
-        stdout,
-        finished: false,
-    })
+/// Starts `pg_restore` into the (existing, empty) database at `url`; write a custom-format dump into the
+/// returned stdin, drop it, then `finish` says whether it applied.
+pub fn start_restore(url: &SecretString) -> io::Result<(process::Input, ChildStdin)> {
+    let mut command = command("pg_restore", url);
+    command.args(["--no-owner", "--exit-on-error"]);
+    process::input("pg_restore", command)
 }
 
-fn check_exit(child: &mut Child, program: &str) -> io::Result<()> {
-    let status = child.wait()?;
-    if status.success() {
-        return Ok(());
-    }
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.read_to_string(&mut stderr);
-    }
-    Err(io::Error::other(format!(
-        "{program} failed ({status}): {}",
-        stderr.trim()
-    )))
+/// The database a connection URL names (the last path segment).
+pub fn database_name(url: &SecretString) -> Option<String> {
+    let url = url.expose_secret();
+    let path = url.split_once("://")?.1.split_once('/')?.1;
+    let name = path.split(['?', '#']).next()?;
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
-impl Read for Dump {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.stdout.read(buf)?;
-        if n == 0 && !self.finished {
-            self.finished = true;
-            // A dump that stops early must fail the backup, not store a short one.
-            check_exit(&mut self.child, "pg_dump")?;
-        }
-        Ok(n)
-    }
-}
-
-impl Drop for Dump {
-    fn drop(&mut self) {
-        if !self.finished {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A running `pg_restore` into the (existing, empty) database at a URL: write the dump into its stdin, then
-/// [`Restore::finish`] says whether it applied.
-pub struct Restore {
-    child: Child,
-}
-
-/// Starts `pg_restore`; returns it and the stdin to write a custom-format dump into (drop it to end the dump).
-pub fn start_restore(url: &SecretString) -> io::Result<(Restore, ChildStdin)> {
-    let mut child = command("pg_restore", url)
-        .args(["--no-owner", "--exit-on-error"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("starting pg_restore: {e}")))?;
-    let stdin = child.stdin.take().expect("piped stdin");
-    Ok((Restore { child }, stdin))
-}
-
-impl Restore {
-    pub fn finish(mut self) -> io::Result<()> {
-        check_exit(&mut self.child, "pg_restore")
-    }
+/// The same server and credentials with another database.
+pub fn with_database(url: &SecretString, database: &str) -> SecretString {
+    let url = url.expose_secret();
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let query = path.find('?').map_or("", |i| &path[i..]);
+    SecretString::from(format!("{scheme}://{authority}/{database}{query}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_swap_their_database_and_keep_the_rest() {
+        let url = SecretString::from("postgres://app:pw@db.lab:5432/shop?sslmode=require".to_owned());
+        assert_eq!(database_name(&url).as_deref(), Some("shop"));
+        assert_eq!(
+            with_database(&url, "shop_restored").expose_secret(),
+            "postgres://app:pw@db.lab:5432/shop_restored?sslmode=require"
+        );
+        let bare = SecretString::from("postgres://postgres@127.0.0.1".to_owned());
+        assert_eq!(database_name(&bare), None);
+        assert_eq!(with_database(&bare, "postgres").expose_secret(), "postgres://postgres@127.0.0.1/postgres");
+    }
 
     #[test]
     fn passwords_leave_the_url_for_the_environment() {

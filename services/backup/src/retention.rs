@@ -32,6 +32,17 @@ impl SourceKind {
         }
     }
 
+    /// How the source is named in config, events and object keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Postgres => "postgres",
+            SourceKind::Vault => "vault",
+            SourceKind::Velero => "velero",
+            SourceKind::JetStream => "jetstream",
+            SourceKind::Folder => "folder",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             SourceKind::Postgres => "PostgreSQL",

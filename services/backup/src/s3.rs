@@ -278,3 +278,33 @@ pub async fn restore<W: Write + Send + 'static>(
     expected.check(&opened)?;
     Ok(opened)
 }
+
+/// Aborts every unfinished multipart upload of `key` (what a killed process leaves behind).
+pub async fn abort_uploads(client: &Client, bucket: &str, key: &str) -> Result<usize, UploadError> {
+    let failed = |operation, reason: String| UploadError::S3 {
+        operation,
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        reason,
+    };
+    let open = client
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .prefix(key)
+        .send()
+        .await
+        .map_err(|e| failed("list multipart uploads", aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+    let mut aborted = 0;
+    for upload in open.uploads().iter().filter(|u| u.key() == Some(key)) {
+        client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload.upload_id().unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| failed("abort multipart upload", aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        aborted += 1;
+    }
+    Ok(aborted)
+}

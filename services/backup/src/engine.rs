@@ -1,0 +1,913 @@
+//! The engine behind the API and the scheduler: runs with retries, verification, restores, drills and
+//! retention, for the policies in the config. One run per policy at a time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bus::{BackupDrill, Envelope, Event};
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use service_kit::{ApiError, Shutdown};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::Notify;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::catalog::{self, Backup, NewRun};
+use crate::format::{DEFAULT_CHUNK_SIZE, KeyWrap};
+use crate::metrics::BackupMetrics;
+use crate::pipeline::Digests;
+use crate::policy::{Check, Policy};
+use crate::retention::{self, SourceKind};
+use crate::s3::{self, Destination};
+use crate::sources::{Source, SourceSettings};
+use crate::{channel, postgres};
+
+/// zstd's default level: a good balance for dumps.
+const LEVEL: i32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no backup policy {0:?} (see `homestation backup policies`)")]
+    UnknownPolicy(String),
+    #[error("policy {policy} is already running (run {run})")]
+    Busy { policy: String, run: Uuid },
+    #[error("no backup {0}")]
+    NotFound(Uuid),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadTarget(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error("catalog database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::UnknownPolicy(_) | EngineError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            EngineError::Busy { .. } | EngineError::Conflict(_) => ApiError::Conflict(e.to_string()),
+            EngineError::BadTarget(m) => ApiError::BadRequest { field: Some("to".into()), message: m },
+            EngineError::Failed(m) => ApiError::Unavailable(m),
+            EngineError::Db(e) => ApiError::internal(e),
+        }
+    }
+}
+
+type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// A policy with the source built from it.
+pub struct Entry {
+    pub policy: Policy,
+    pub source: Arc<dyn Source>,
+}
+
+/// A run in progress: which try, and how many source bytes have gone through.
+struct Running {
+    run: Uuid,
+    bytes: Arc<AtomicU64>,
+}
+
+pub struct Engine {
+    pub pool: PgPool,
+    pub s3: aws_sdk_s3::Client,
+    pub part_size: usize,
+    pub wrap: Arc<dyn KeyWrap>,
+    pub policies: BTreeMap<String, Entry>,
+    pub metrics: BackupMetrics,
+    pub outbox: Arc<Notify>,
+    /// Where drills restore folders, and restores stage before they move into place.
+    pub scratch: PathBuf,
+    pub shutdown: Shutdown,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+/// Counts what the source has produced, for progress.
+struct Counting<R> {
+    inner: R,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Where a restore goes.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RestoreTarget {
+    /// A database on the policy's PostgreSQL server; by default a new one, `<database>_restored_<id>`.
+    Database { name: Option<String> },
+    /// A folder on the backup service's host: a folder backup is extracted, any other is written as one file.
+    Folder {
+        #[schema(value_type = String)]
+        path: PathBuf,
+    },
+    /// The policy's Vault, from its raft snapshot (replaces all of Vault's data).
+    Vault,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Restored {
+    pub backup_id: Uuid,
+    /// Where the data went: a database name, a folder, or the Vault address.
+    pub target: String,
+    pub bytes: u64,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Verified {
+    pub backup_id: Uuid,
+    pub verified: bool,
+    /// Why verification failed.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CheckResult {
+    pub check: Check,
+    pub passed: bool,
+    /// What was found (a count, the missing files, a size).
+    pub found: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct DrillRecord {
+    pub id: Uuid,
+    pub policy: String,
+    pub backup_id: Option<Uuid>,
+    /// running, passed or failed.
+    pub status: String,
+    pub reason: Option<String>,
+    #[schema(value_type = Vec<CheckResult>)]
+    pub checks: sqlx::types::Json<Vec<CheckResult>>,
+    pub duration_ms: Option<i64>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct Pruned {
+    pub kept: usize,
+    pub deleted: Vec<Uuid>,
+    /// Backups retention let go that a restore or drill was reading; the next pass deletes them.
+    pub skipped: Vec<Uuid>,
+}
+
+fn io_failed(what: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Failed(format!("{what}: {e}"))
+}
+
+impl Engine {
+    pub fn new(
+        pool: PgPool,
+        s3: aws_sdk_s3::Client,
+        part_size: usize,
+        wrap: Arc<dyn KeyWrap>,
+        policies: Vec<Entry>,
+        metrics: BackupMetrics,
+        scratch: PathBuf,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            pool,
+            s3,
+            part_size,
+            wrap,
+            policies: policies
+                .into_iter()
+                .map(|e| (e.policy.name.as_str().to_owned(), e))
+                .collect(),
+            metrics,
+            outbox: Arc::new(Notify::new()),
+            scratch,
+            shutdown,
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn entry(&self, policy: &str) -> Result<&Entry> {
+        self.policies
+            .get(policy)
+            .ok_or_else(|| EngineError::UnknownPolicy(policy.to_owned()))
+    }
+
+    /// The run in progress of a policy and the source bytes it has read so far.
+    pub fn progress(&self, policy: &str) -> Option<(Uuid, u64)> {
+        let running = self.running.lock().expect("running lock");
+        running
+            .get(policy)
+            .map(|r| (r.run, r.bytes.load(Ordering::Relaxed)))
+    }
+
+    /// Sets the metrics from the catalog, so last-success times survive a restart.
+    pub async fn load_metrics(&self) -> Result<()> {
+        for name in self.policies.keys() {
+            if let Some(b) = catalog::latest_succeeded(&self.pool, name).await? {
+                let at = b.finished_at.unwrap_or(b.started_at);
+                self.metrics
+                    .restore_last_success(name, at, b.plaintext_bytes.unwrap_or(0) as u64);
+            }
+        }
+        Ok(())
+    }
+
+    async fn begin(&self, entry: &Entry, run: Uuid, attempt: i32) -> sqlx::Result<String> {
+        let key = entry.policy.object_key(run, Utc::now());
+        catalog::begin(
+            &self.pool,
+            &NewRun {
+                id: run,
+                policy: entry.policy.name.as_str(),
+                source: entry.policy.kind.as_str(),
+                bucket: &entry.policy.bucket,
+                object_key: &key,
+                key_id: self.wrap.key_id(),
+                attempt,
+            },
+        )
+        .await?;
+        self.outbox.notify_one();
+        Ok(key)
+    }
+
+    /// Starts a run of `policy` in the background, with its retries; returns the first try's id.
+    pub async fn start_run(self: &Arc<Self>, policy: &str) -> Result<Uuid> {
+        let entry = self.entry(policy)?;
+        let bytes = Arc::new(AtomicU64::new(0));
+        let run = Uuid::now_v7();
+        {
+            let mut running = self.running.lock().expect("running lock");
+            if let Some(r) = running.get(policy) {
+                return Err(EngineError::Busy {
+                    policy: policy.to_owned(),
+                    run: r.run,
+                });
+            }
+            running.insert(
+                policy.to_owned(),
+                Running {
+                    run,
+                    bytes: bytes.clone(),
+                },
+            );
+        }
+        let key = match self.begin(entry, run, 1).await {
+            Ok(key) => key,
+            Err(e) => {
+                self.running.lock().expect("running lock").remove(policy);
+                return Err(e.into());
+            }
+        };
+        let engine = self.clone();
+        let name = policy.to_owned();
+        tokio::spawn(async move {
+            engine.drive(&name, run, key, bytes).await;
+            engine.running.lock().expect("running lock").remove(&name);
+        });
+        Ok(run)
+    }
+
+    /// Tries, and tries again per the policy, until a try succeeds or the retries are spent.
+    async fn drive(&self, name: &str, mut run: Uuid, mut key: String, bytes: Arc<AtomicU64>) {
+        let Ok(entry) = self.entry(name) else { return };
+        let policy = &entry.policy;
+        let mut attempt = 1;
+        loop {
+            let started = Instant::now();
+            match self.attempt(entry, run, &key, bytes.clone()).await {
+                Ok(backup) => {
+                    let at = backup.finished_at.unwrap_or_else(Utc::now);
+                    let size = backup.plaintext_bytes.unwrap_or(0) as u64;
+                    self.metrics
+                        .succeeded(name, at, size, started.elapsed().as_secs_f64());
+                    tracing::info!(policy = name, %run, bytes = size, elapsed = ?started.elapsed(), "backup succeeded");
+                    if let Err(e) = self.prune(name).await {
+                        tracing::warn!(policy = name, error = %e, "retention after the run failed; the next run tries again");
+                    }
+                    return;
+                }
+                Err(reason) => {
+                    self.metrics.failed(name);
+                    tracing::warn!(policy = name, %run, attempt, %reason, "backup failed");
+                    if let Err(e) = catalog::fail(&self.pool, run, &reason).await {
+                        tracing::error!(policy = name, %run, error = %e, "recording the failure failed; the next start records it");
+                    }
+                    self.outbox.notify_one();
+                }
+            }
+            if attempt > policy.retries {
+                return;
+            }
+            let delay = policy.retry_delay * 2u32.saturating_pow(attempt - 1);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.wait() => return,
+            }
+            attempt += 1;
+            run = Uuid::now_v7();
+            bytes.store(0, Ordering::Relaxed);
+            if let Some(r) = self.running.lock().expect("running lock").get_mut(name) {
+                r.run = run;
+            }
+            key = match self.begin(entry, run, attempt as i32).await {
+                Ok(key) => key,
+                Err(e) => {
+                    tracing::error!(policy = name, error = %e, "starting a retry failed");
+                    return;
+                }
+            };
+        }
+    }
+
+    /// One try: source → pipeline → S3, then (per policy) a full read-back, and only then `succeeded`.
+    async fn attempt(
+        &self,
+        entry: &Entry,
+        run: Uuid,
+        key: &str,
+        bytes: Arc<AtomicU64>,
+    ) -> Result<Backup, String> {
+        let policy = &entry.policy;
+        let stream = entry.source.open().await.map_err(|e| e.to_string())?;
+        let destination = Destination {
+            client: &self.s3,
+            bucket: &policy.bucket,
+            key,
+            part_size: self.part_size,
+        };
+        let counted = Counting {
+            inner: stream,
+            bytes,
+        };
+        let uploaded = s3::upload(&destination, counted, self.wrap.clone(), DEFAULT_CHUNK_SIZE, LEVEL)
+            .await
+            .map_err(|e| e.to_string())?;
+        let verified = if policy.verify {
+            if let Err(e) = self.check_object(&policy.bucket, key, &uploaded.digests).await {
+                let _ = self.s3.delete_object().bucket(&policy.bucket).key(key).send().await;
+                return Err(format!("the stored object did not verify: {e}"));
+            }
+            true
+        } else {
+            false
+        };
+        let backup = catalog::succeed(&self.pool, run, &uploaded.digests, verified)
+            .await
+            .map_err(|e| format!("recording the backup: {e}"))?;
+        self.outbox.notify_one();
+        Ok(backup)
+    }
+
+    /// Downloads, decrypts and checks both digests, writing the plaintext nowhere.
+    async fn check_object(&self, bucket: &str, key: &str, expected: &Digests) -> Result<Digests, String> {
+        s3::restore(&self.s3, bucket, key, self.wrap.clone(), expected.clone(), io::sink())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn succeeded(&self, id: Uuid) -> Result<(Backup, Digests)> {
+        let backup = catalog::get(&self.pool, id)
+            .await?
+            .ok_or(EngineError::NotFound(id))?;
+        match backup.digests() {
+            Some(d) if backup.status == "succeeded" => Ok((backup, d)),
+            _ => Err(EngineError::Conflict(format!(
+                "backup {id} is {}, not a stored backup",
+                backup.status
+            ))),
+        }
+    }
+
+    async fn reading(&self, id: Uuid, purpose: &str) -> Result<catalog::Reading> {
+        catalog::start_reading(&self.pool, id, purpose)
+            .await?
+            .ok_or_else(|| EngineError::Conflict(format!("backup {id} was deleted by retention")))
+    }
+
+    /// Reads the whole object back and checks it against the catalog; a pass marks the backup verified.
+    pub async fn verify(&self, id: Uuid) -> Result<Verified> {
+        let (backup, digests) = self.succeeded(id).await?;
+        let reading = self.reading(id, "verify").await?;
+        let checked = self
+            .check_object(&backup.bucket, &backup.object_key, &digests)
+            .await;
+        reading.done().await;
+        if checked.is_ok() {
+            catalog::mark_verified(&self.pool, id).await?;
+        }
+        tracing::info!(backup = %id, ok = checked.is_ok(), "backup verified");
+        Ok(Verified {
+            backup_id: id,
+            verified: checked.is_ok(),
+            reason: checked.err(),
+        })
+    }
+
+    /// Restores a backup. Nothing existing is touched unless `force`, and nothing at all when the object
+    /// fails its checks: data lands in a staging database or folder that replaces the target only at the end.
+    pub async fn restore(&self, id: Uuid, target: RestoreTarget, force: bool) -> Result<Restored> {
+        let (backup, digests) = self.succeeded(id).await?;
+        let entry = self.entry(&backup.policy)?;
+        let started = Instant::now();
+        let reading = self.reading(id, "restore").await?;
+        let outcome = match target {
+            RestoreTarget::Database { name } => {
+                self.restore_database(entry, &backup, &digests, name, force).await
+            }
+            RestoreTarget::Folder { path } => self
+                .restore_folder(entry, &backup, &digests, &path, force)
+                .await
+                .map(|bytes| (path.display().to_string(), bytes)),
+            RestoreTarget::Vault => self.restore_vault(entry, &backup, &digests, force).await,
+        };
+        reading.done().await;
+        let (target, bytes) = outcome?;
+        tracing::info!(backup = %id, %target, bytes, elapsed = ?started.elapsed(), "backup restored");
+        Ok(Restored {
+            backup_id: id,
+            target,
+            bytes,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    fn postgres_url(entry: &Entry) -> Result<&SecretString> {
+        match &entry.policy.source {
+            SourceSettings::Postgres { url } => Ok(url),
+            _ => Err(EngineError::BadTarget(format!(
+                "policy {} backs up {}, which does not restore into a database",
+                entry.policy.name.as_str(),
+                entry.policy.kind.as_str()
+            ))),
+        }
+    }
+
+    async fn restore_database(
+        &self,
+        entry: &Entry,
+        backup: &Backup,
+        digests: &Digests,
+        name: Option<String>,
+        force: bool,
+    ) -> Result<(String, u64)> {
+        let url = Self::postgres_url(entry)?;
+        let short = &backup.id.simple().to_string()[24..];
+        let name = match name {
+            Some(name) => name,
+            None => {
+                // PostgreSQL names hold 63 bytes: the suffix stays whole, the source's name gives way.
+                let source = postgres::database_name(url).unwrap_or_else(|| "postgres".into());
+                let suffix = format!("_restored_{short}");
+                let keep = source.len().min(63 - suffix.len());
+                format!("{}{suffix}", &source[..keep])
+            }
+        };
+        if name.is_empty()
+            || name.len() > 63
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(EngineError::BadTarget(format!(
+                "database name {name:?}: use 1 to 63 lowercase letters, digits and underscores"
+            )));
+        }
+        let mut admin = Self::server(url).await?;
+        let exists = database_exists(&mut admin, &name).await?;
+        if exists && !force {
+            return Err(EngineError::Conflict(format!(
+                "database {name} exists; restoring over it replaces its data: add --force, or restore under a new name"
+            )));
+        }
+        let staging = format!("hs_incoming_{short}");
+        recreate_database(&mut admin, &staging).await?;
+        let restored = self
+            .restore_into_database(backup, digests, &postgres::with_database(url, &staging))
+            .await;
+        if let Err(e) = restored {
+            let _ = drop_database(&mut admin, &staging).await;
+            return Err(e);
+        }
+        if exists {
+            drop_database(&mut admin, &name).await?;
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE \"{staging}\" RENAME TO \"{name}\""
+        )))
+        .execute(&mut admin)
+        .await?;
+        Ok((name, digests.plaintext_bytes))
+    }
+
+    /// A maintenance connection to the policy's server (its `postgres` database).
+    async fn server(url: &SecretString) -> Result<PgConnection> {
+        use secrecy::ExposeSecret;
+        PgConnection::connect(postgres::with_database(url, "postgres").expose_secret())
+            .await
+            .map_err(|e| io_failed("connecting to the policy's PostgreSQL server", e))
+    }
+
+    async fn restore_into_database(&self, backup: &Backup, digests: &Digests, url: &SecretString) -> Result<()> {
+        let (restore, stdin) = postgres::start_restore(url).map_err(|e| io_failed("pg_restore", e))?;
+        let streamed = s3::restore(
+            &self.s3,
+            &backup.bucket,
+            &backup.object_key,
+            self.wrap.clone(),
+            digests.clone(),
+            stdin,
+        )
+        .await;
+        let applied = tokio::task::spawn_blocking(move || restore.finish())
+            .await
+            .map_err(|e| io_failed("pg_restore", e))?;
+        streamed.map_err(|e| io_failed("reading the backup", e))?;
+        applied.map_err(|e| io_failed("restoring the database", e))
+    }
+
+    async fn restore_folder(
+        &self,
+        entry: &Entry,
+        backup: &Backup,
+        digests: &Digests,
+        path: &Path,
+        force: bool,
+    ) -> Result<u64> {
+        if !path.is_absolute() {
+            return Err(EngineError::BadTarget(format!(
+                "folder {}: give an absolute path on the backup service's host",
+                path.display()
+            )));
+        }
+        let occupied = std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some());
+        if occupied && !force {
+            return Err(EngineError::Conflict(format!(
+                "folder {} is not empty; restoring replaces it: add --force, or choose an empty folder",
+                path.display()
+            )));
+        }
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let staging = parent.join(format!(".homestation-incoming-{}", backup.id.simple()));
+        std::fs::create_dir_all(&staging).map_err(|e| io_failed(&format!("creating {}", staging.display()), e))?;
+        let written = self.write_into(entry, backup, digests, &staging).await;
+        let moved = written.and_then(|bytes| {
+            if path.exists() {
+                std::fs::remove_dir_all(path).map_err(|e| io_failed(&format!("replacing {}", path.display()), e))?;
+            }
+            std::fs::rename(&staging, path)
+                .map_err(|e| io_failed(&format!("moving the restore into {}", path.display()), e))?;
+            Ok(bytes)
+        });
+        if moved.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        moved
+    }
+
+    /// Writes a backup into an existing folder: a folder backup extracted, any other as one file.
+    async fn write_into(&self, entry: &Entry, backup: &Backup, digests: &Digests, dir: &Path) -> Result<u64> {
+        let read = |sink| {
+            s3::restore(
+                &self.s3,
+                &backup.bucket,
+                &backup.object_key,
+                self.wrap.clone(),
+                digests.clone(),
+                sink,
+            )
+        };
+        if entry.policy.kind == SourceKind::Folder {
+            let (tar, stdin) = crate::sources::extract_into(dir).map_err(|e| io_failed("tar", e))?;
+            let streamed = read(Box::new(stdin) as Box<dyn io::Write + Send>).await;
+            let extracted = tokio::task::spawn_blocking(move || tar.finish())
+                .await
+                .map_err(|e| io_failed("tar", e))?;
+            let opened = streamed.map_err(|e| io_failed("reading the backup", e))?;
+            extracted.map_err(|e| io_failed("extracting the folder", e))?;
+            return Ok(opened.plaintext_bytes);
+        }
+        let extension = match entry.policy.kind {
+            SourceKind::Postgres => "dump",
+            SourceKind::Vault => "snap",
+            SourceKind::JetStream => "jsonl",
+            SourceKind::Velero => "json",
+            SourceKind::Folder => "tar",
+        };
+        let file = dir.join(format!("{}-{}.{extension}", backup.policy, backup.id));
+        let out = std::fs::File::create(&file).map_err(|e| io_failed(&format!("creating {}", file.display()), e))?;
+        let opened = read(Box::new(out) as Box<dyn io::Write + Send>)
+            .await
+            .map_err(|e| io_failed("reading the backup", e))?;
+        Ok(opened.plaintext_bytes)
+    }
+
+    async fn restore_vault(
+        &self,
+        entry: &Entry,
+        backup: &Backup,
+        digests: &Digests,
+        force: bool,
+    ) -> Result<(String, u64)> {
+        let SourceSettings::Vault { .. } = &entry.policy.source else {
+            return Err(EngineError::BadTarget(format!(
+                "policy {} backs up {}, not Vault",
+                entry.policy.name.as_str(),
+                entry.policy.kind.as_str()
+            )));
+        };
+        if !force {
+            return Err(EngineError::Conflict(
+                "restoring a Vault snapshot replaces all of Vault's data: add --force".into(),
+            ));
+        }
+        let vault = entry
+            .source
+            .vault()
+            .ok_or_else(|| EngineError::Failed("the policy's Vault is not configured".into()))?;
+        // Vault applies a snapshot as it arrives, so the object is checked whole before any of it is sent.
+        self.check_object(&backup.bucket, &backup.object_key, digests)
+            .await
+            .map_err(|e| EngineError::Failed(format!("the backup did not verify, Vault was not touched: {e}")))?;
+        let (sink, chunks) = channel::writer();
+        let streamed = s3::restore(
+            &self.s3,
+            &backup.bucket,
+            &backup.object_key,
+            self.wrap.clone(),
+            digests.clone(),
+            sink,
+        );
+        let (streamed, applied) = tokio::join!(streamed, vault.restore_snapshot(chunks, true));
+        applied.map_err(|e| EngineError::Failed(e.to_string()))?;
+        streamed.map_err(|e| io_failed("reading the backup", e))?;
+        Ok((vault.address.clone(), digests.plaintext_bytes))
+    }
+
+    /// Restores the policy's newest backup into a scratch database or folder, runs the policy's checks,
+    /// records the result and its time, and publishes `backup.v1.drill.passed|failed`.
+    pub async fn drill(&self, policy: &str) -> Result<DrillRecord> {
+        let entry = self.entry(policy)?;
+        let backup = catalog::latest_succeeded(&self.pool, policy)
+            .await?
+            .ok_or_else(|| EngineError::Conflict(format!("policy {policy} has no backup to drill")))?;
+        let digests = backup.digests().ok_or_else(|| EngineError::Conflict("no digests".into()))?;
+        let reading = self.reading(backup.id, "drill").await?;
+        let id = Uuid::now_v7();
+        sqlx::query("INSERT INTO drills (id, policy, backup_id, status) VALUES ($1, $2, $3, 'running')")
+            .bind(id)
+            .bind(policy)
+            .bind(backup.id)
+            .execute(&self.pool)
+            .await?;
+        let started = Instant::now();
+        let outcome = self.drill_checks(entry, &backup, &digests, id).await;
+        reading.done().await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let (checks, reason) = match outcome {
+            Ok(checks) => {
+                let failed: Vec<String> = checks
+                    .iter()
+                    .filter(|c| !c.passed)
+                    .map(|c| format!("{:?} found {}", c.check, c.found))
+                    .collect();
+                let reason = (!failed.is_empty()).then(|| format!("checks failed: {}", failed.join("; ")));
+                (checks, reason)
+            }
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        let passed = reason.is_none();
+        let mut tx = self.pool.begin().await?;
+        let record: DrillRecord = sqlx::query_as(
+            "UPDATE drills SET status = $2, reason = $3, checks = $4, duration_ms = $5, finished_at = now()
+             WHERE id = $1 RETURNING id, policy, backup_id, status, reason, checks, duration_ms, started_at, finished_at",
+        )
+        .bind(id)
+        .bind(if passed { "passed" } else { "failed" })
+        .bind(&reason)
+        .bind(sqlx::types::Json(&checks))
+        .bind(duration_ms as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        let drill = BackupDrill {
+            policy: policy.to_owned(),
+            backup_id: backup.id,
+            duration_ms,
+            reason: reason.clone(),
+        };
+        let event = if passed {
+            Event::BackupDrillPassed(drill)
+        } else {
+            Event::BackupDrillFailed(drill)
+        };
+        bus::outbox::enqueue(&mut tx, &Envelope::new(catalog::SOURCE, event)).await?;
+        tx.commit().await?;
+        self.outbox.notify_one();
+        if passed {
+            catalog::mark_verified(&self.pool, backup.id).await?;
+        }
+        self.metrics.drilled(policy, passed, Utc::now());
+        tracing::info!(policy, backup = %backup.id, passed, duration_ms, reason = reason.as_deref().unwrap_or(""), "restore drill finished");
+        Ok(record)
+    }
+
+    async fn drill_checks(&self, entry: &Entry, backup: &Backup, digests: &Digests, drill: Uuid) -> Result<Vec<CheckResult>> {
+        let checks = entry.policy.drill.as_ref().map(|d| d.checks.clone()).unwrap_or_default();
+        let short = &drill.simple().to_string()[24..];
+        let mut results = Vec::new();
+        if entry.policy.kind == SourceKind::Postgres {
+            let url = Self::postgres_url(entry)?;
+            let scratch = format!("hs_drill_{short}");
+            let mut admin = Self::server(url).await?;
+            recreate_database(&mut admin, &scratch).await?;
+            let scratch_url = postgres::with_database(url, &scratch);
+            let outcome = async {
+                self.restore_into_database(backup, digests, &scratch_url).await?;
+                use secrecy::ExposeSecret;
+                let mut db = PgConnection::connect(scratch_url.expose_secret())
+                    .await
+                    .map_err(|e| io_failed("connecting to the scratch database", e))?;
+                for check in &checks {
+                    results.push(run_check(check, Some(&mut db), None, digests.plaintext_bytes).await);
+                }
+                let _ = db.close().await;
+                Ok::<_, EngineError>(())
+            }
+            .await;
+            let _ = drop_database(&mut admin, &scratch).await;
+            outcome?;
+        } else {
+            let dir = self.scratch.join(format!("drill-{short}"));
+            std::fs::create_dir_all(&dir).map_err(|e| io_failed(&format!("creating {}", dir.display()), e))?;
+            let outcome = self.write_into(entry, backup, digests, &dir).await;
+            if outcome.is_ok() {
+                for check in &checks {
+                    results.push(run_check(check, None, Some(&dir), digests.plaintext_bytes).await);
+                }
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            outcome?;
+        }
+        Ok(results)
+    }
+
+    /// Applies the policy's retention to its stored backups: deletes what no rule keeps, unless a reader holds it.
+    pub async fn prune(&self, policy: &str) -> Result<Pruned> {
+        let entry = self.entry(policy)?;
+        let stored: Vec<Backup> = catalog::list(&self.pool, Some(policy), i64::MAX)
+            .await?
+            .into_iter()
+            .filter(|b| b.status == "succeeded")
+            .collect();
+        let in_use: Vec<(Uuid,)> = sqlx::query_as("SELECT DISTINCT backup_id FROM backup_reads")
+            .fetch_all(&self.pool)
+            .await?;
+        let history: Vec<retention::Backup> = stored
+            .iter()
+            .map(|b| retention::Backup {
+                id: b.id.to_string(),
+                taken_at: b.started_at,
+                verified: b.verified_at.is_some(),
+                in_use: in_use.iter().any(|(id,)| *id == b.id),
+            })
+            .collect();
+        let plan = retention::plan(&entry.policy.retention, &history, Utc::now());
+        let mut pruned = Pruned {
+            kept: plan.keep.len(),
+            ..Default::default()
+        };
+        for id in &plan.delete {
+            let Some(backup) = stored.iter().find(|b| b.id.to_string() == *id) else {
+                continue;
+            };
+            match catalog::delete(&self.pool, &self.s3, backup).await {
+                Ok(true) => pruned.deleted.push(backup.id),
+                Ok(false) => pruned.skipped.push(backup.id),
+                Err(e) => return Err(EngineError::Failed(e.to_string())),
+            }
+        }
+        if !pruned.deleted.is_empty() {
+            tracing::info!(policy, deleted = pruned.deleted.len(), kept = pruned.kept, "retention deleted old backups");
+        }
+        Ok(pruned)
+    }
+
+    /// Starts each policy's runs and drills when their schedules say, until shutdown.
+    pub async fn schedule(self: Arc<Self>) -> Result<(), std::convert::Infallible> {
+        #[derive(Clone, Copy)]
+        enum Job {
+            Run,
+            Drill,
+        }
+        let mut jobs: Vec<(String, Job, crate::cron::Schedule)> = Vec::new();
+        for (name, entry) in &self.policies {
+            if let Some(s) = &entry.policy.schedule {
+                jobs.push((name.clone(), Job::Run, s.clone()));
+            }
+            if let Some(d) = &entry.policy.drill {
+                jobs.push((name.clone(), Job::Drill, d.schedule.clone()));
+            }
+        }
+        let now = Utc::now();
+        let mut due: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|(_, _, s)| s.next_after(now)).collect();
+        loop {
+            let Some((i, at)) = due
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| t.map(|t| (i, t)))
+                .min_by_key(|(_, t)| *t)
+            else {
+                self.shutdown.wait().await;
+                return Ok(());
+            };
+            let wait = (at - Utc::now()).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.shutdown.wait() => return Ok(()),
+            }
+            let (name, job, schedule) = &jobs[i];
+            due[i] = schedule.next_after(at);
+            match job {
+                Job::Run => match self.start_run(name).await {
+                    Ok(run) => tracing::info!(policy = %name, %run, "scheduled backup started"),
+                    Err(e) => tracing::warn!(policy = %name, error = %e, "scheduled backup did not start"),
+                },
+                Job::Drill => {
+                    let engine = self.clone();
+                    let name = name.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = engine.drill(&name).await {
+                            tracing::warn!(policy = %name, error = %e, "scheduled drill did not run");
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+async fn database_exists(admin: &mut PgConnection, name: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar::<_, i32>("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(admin)
+        .await?
+        .is_some())
+}
+
+/// `name` is checked by the caller or made here of hex digits, so formatting it into DDL is safe.
+async fn drop_database(admin: &mut PgConnection, name: &str) -> Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+        .execute(admin)
+        .await?;
+    Ok(())
+}
+
+async fn recreate_database(admin: &mut PgConnection, name: &str) -> Result<()> {
+    drop_database(admin, name).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(admin)
+        .await?;
+    Ok(())
+}
+
+async fn run_check(check: &Check, db: Option<&mut PgConnection>, dir: Option<&Path>, bytes: u64) -> CheckResult {
+    let (passed, found) = match (check, db, dir) {
+        (Check::Query { sql, min }, Some(db), _) => {
+            match sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone())).fetch_one(db).await {
+                Ok(n) => (n >= *min, n.to_string()),
+                Err(e) => (false, format!("the query failed: {e}")),
+            }
+        }
+        (Check::Files { paths }, _, Some(dir)) => {
+            let missing: Vec<String> = paths
+                .iter()
+                .filter(|p| !dir.join(p).exists())
+                .map(|p| p.display().to_string())
+                .collect();
+            if missing.is_empty() {
+                (true, format!("all {} files", paths.len()))
+            } else {
+                (false, format!("missing {}", missing.join(", ")))
+            }
+        }
+        (Check::MinBytes { bytes: min }, _, _) => (bytes >= *min, format!("{bytes} bytes")),
+        _ => (false, "this check does not apply to this source".into()),
+    };
+    CheckResult {
+        check: check.clone(),
+        passed,
+        found,
+    }
+}
