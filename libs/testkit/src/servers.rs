@@ -198,7 +198,7 @@ disable_mlock = true
         .json()
         .await
         .expect("init answer");
-    let unseal_key = init["keys_b64"][0].as_str().expect("an unseal key").to_owned();
+    let unseal_key = init["keys_base64"][0].as_str().expect("an unseal key").to_owned();
     let root_token = init["root_token"].as_str().expect("a root token").to_owned();
     let bao = OpenBao {
         address,
