@@ -8,11 +8,15 @@ use serde_json::Value;
 
 pub const TOKEN_VAR: &str = "HOMESTATION_TOKEN";
 pub const TOKEN_FILE_VAR: &str = "HOMESTATION_TOKEN_FILE";
+/// How long a request may take.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// For requests that read a whole backup (verify, restore, drills).
+pub const LONG_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(
-        "cannot reach {server} ({reason}).\n  Is inventory running? `make dev` starts it; --server or HOMESTATION_SERVER points elsewhere."
+        "cannot reach {server} ({reason}).\n  Is the service running? `make dev` starts them; --server, --edge-server and --backup-server (or their HOMESTATION_* variables) point elsewhere."
     )]
     Unreachable { server: String, reason: String },
     #[error(
@@ -33,6 +37,9 @@ pub enum CliError {
     Rejected(String),
     #[error("the server failed: {0}")]
     Server(String),
+    /// The command ran, and what it found is a failure (a backup that does not verify, a failed drill).
+    #[error("{0}")]
+    Failed(String),
     #[error("{server} is not a valid server URL: {reason}")]
     BadServer { server: String, reason: String },
 }
@@ -40,7 +47,7 @@ pub enum CliError {
 impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
-            Self::NotFound(_) | Self::Rejected(_) => 1,
+            Self::NotFound(_) | Self::Rejected(_) | Self::Failed(_) => 1,
             Self::NoToken | Self::TokenFile { .. } | Self::BadServer { .. } => 2,
             Self::Unreachable { .. } | Self::Server(_) => 3,
             Self::Unauthorized(_) | Self::Forbidden(_) => 4,
@@ -67,7 +74,7 @@ pub fn segment(raw: &str) -> String {
 }
 
 impl Client {
-    pub fn from_env(server: &str) -> Result<Self, CliError> {
+    pub fn from_env(server: &str, timeout: Duration) -> Result<Self, CliError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let bad = |reason: &str| CliError::BadServer {
             server: server.to_owned(),
@@ -91,7 +98,7 @@ impl Client {
             _ => return Err(CliError::NoToken),
         };
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| bad(&e.to_string()))?;

@@ -1,5 +1,6 @@
 //! `homestation`: the operator's command line over HomeStation's services.
 
+mod backup;
 mod client;
 mod render;
 
@@ -34,6 +35,14 @@ struct Cli {
         default_value = "http://127.0.0.1:8082"
     )]
     edge_server: String,
+    /// Base URL of the backup service (for `homestation backup`).
+    #[arg(
+        long,
+        global = true,
+        env = "HOMESTATION_BACKUP_SERVER",
+        default_value = "http://127.0.0.1:8083"
+    )]
+    backup_server: String,
     /// How to print results.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -60,6 +69,9 @@ enum Command {
     /// Edge nodes (Jetsons) and the join tokens they enrol with.
     #[command(subcommand)]
     Edge(EdgeCommand),
+    /// Backups: policies, runs, the catalog, verify, restore and restore drills.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
 }
 
 #[derive(Subcommand)]
@@ -168,11 +180,13 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<String, CliError> {
-    let server = match cli.command {
-        Command::Edge(_) => &cli.edge_server,
-        _ => &cli.server,
+    let (server, timeout) = match cli.command {
+        Command::Edge(_) => (&cli.edge_server, client::TIMEOUT),
+        // Verifying, restoring and drilling take as long as the backup is big.
+        Command::Backup(_) => (&cli.backup_server, client::LONG_TIMEOUT),
+        _ => (&cli.server, client::TIMEOUT),
     };
-    let client = Client::from_env(server)?;
+    let client = Client::from_env(server, timeout)?;
     let json_out = cli.output == Output::Json;
     let show = |value: &Value, table: fn(&Value) -> String| output(value, json_out, table);
     match cli.command {
@@ -221,6 +235,7 @@ async fn run(cli: Cli) -> Result<String, CliError> {
             })
         }
         Command::Edge(edge) => edge_command(&client, edge, json_out).await,
+        Command::Backup(command) => backup::run(&client, command, json_out).await,
         Command::Services(ServicesCommand::List { namespace }) => {
             let path = match namespace {
                 Some(ns) => format!("/v1/services?namespace={}", client::segment(&ns)),

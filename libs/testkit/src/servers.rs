@@ -58,7 +58,8 @@ where
     let mut last = String::new();
     for _ in 0..ATTEMPTS {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("homestation-test-{}", Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("homestation-test-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("a scratch folder in the temp dir");
         let log = dir.with_extension("log");
         let file = std::fs::File::create(&log).expect("a log file in the temp dir");
@@ -68,15 +69,14 @@ where
             .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{what} does not start ({e}); `make setup` installs it"));
-        let mut process = Process {
-            child,
-            log,
-            dir,
-        };
+        let mut process = Process { child, log, dir };
         let deadline = Instant::now() + READY_WITHIN;
         loop {
             if let Ok(Some(status)) = process.child.try_wait() {
-                last = format!("{what} exited ({status}) before it was ready:\n{}", process.log_tail());
+                last = format!(
+                    "{what} exited ({status}) before it was ready:\n{}",
+                    process.log_tail()
+                );
                 break;
             }
             if ready(port).await {
@@ -171,7 +171,9 @@ disable_mlock = true
             let path = dir.join("bao.hcl");
             std::fs::write(&path, config).expect("write the bao config");
             let mut command = Command::new("bao");
-            command.arg("server").arg(format!("-config={}", path.display()));
+            command
+                .arg("server")
+                .arg(format!("-config={}", path.display()));
             command
         },
         |port| {
@@ -198,8 +200,14 @@ disable_mlock = true
         .json()
         .await
         .expect("init answer");
-    let unseal_key = init["keys_base64"][0].as_str().expect("an unseal key").to_owned();
-    let root_token = init["root_token"].as_str().expect("a root token").to_owned();
+    let unseal_key = init["keys_base64"][0]
+        .as_str()
+        .expect("an unseal key")
+        .to_owned();
+    let root_token = init["root_token"]
+        .as_str()
+        .expect("a root token")
+        .to_owned();
     let bao = OpenBao {
         address,
         root_token,
@@ -215,25 +223,29 @@ impl OpenBao {
     pub async fn unseal(&self) {
         let Some(key) = &self.unseal_key else { return };
         let client = http_client();
-        eventually("OpenBao to unseal and become active", READY_WITHIN, || async {
-            let health = client
-                .get(format!("{}/v1/sys/health", self.address))
-                .send()
-                .await
-                .ok()?;
-            match health.status().as_u16() {
-                200 => Some(()),
-                503 => {
-                    let _ = client
-                        .put(format!("{}/v1/sys/unseal", self.address))
-                        .json(&serde_json::json!({ "key": key }))
-                        .send()
-                        .await;
-                    None
+        eventually(
+            "OpenBao to unseal and become active",
+            READY_WITHIN,
+            || async {
+                let health = client
+                    .get(format!("{}/v1/sys/health", self.address))
+                    .send()
+                    .await
+                    .ok()?;
+                match health.status().as_u16() {
+                    200 => Some(()),
+                    503 => {
+                        let _ = client
+                            .put(format!("{}/v1/sys/unseal", self.address))
+                            .json(&serde_json::json!({ "key": key }))
+                            .send()
+                            .await;
+                        None
+                    }
+                    _ => None,
                 }
-                _ => None,
-            }
-        })
+            },
+        )
         .await;
     }
 
@@ -252,17 +264,21 @@ impl OpenBao {
     /// Writes `data` at `path` of the KV v2 mount `secret/`.
     pub async fn kv_put(&self, path: &str, data: serde_json::Value) {
         let client = http_client();
-        eventually("KV v2 to accept writes", Duration::from_secs(10), || async {
-            let response = client
-                .post(format!("{}/v1/secret/data/{path}", self.address))
-                .header("X-Vault-Token", &self.root_token)
-                .json(&serde_json::json!({ "data": data }))
-                .send()
-                .await
-                .ok()?;
-            // Just after start KV v2 may answer "upgrading"; try again.
-            response.status().is_success().then_some(())
-        })
+        eventually(
+            "KV v2 to accept writes",
+            Duration::from_secs(10),
+            || async {
+                let response = client
+                    .post(format!("{}/v1/secret/data/{path}", self.address))
+                    .header("X-Vault-Token", &self.root_token)
+                    .json(&serde_json::json!({ "data": data }))
+                    .send()
+                    .await
+                    .ok()?;
+                // Just after start KV v2 may answer "upgrading"; try again.
+                response.status().is_success().then_some(())
+            },
+        )
         .await;
     }
 
@@ -300,7 +316,13 @@ pub async fn s3() -> S3Server {
         },
         |port| {
             let client = client.clone();
-            async move { client.get(format!("http://127.0.0.1:{port}")).send().await.is_ok() }
+            async move {
+                client
+                    .get(format!("http://127.0.0.1:{port}"))
+                    .send()
+                    .await
+                    .is_ok()
+            }
         },
     )
     .await;

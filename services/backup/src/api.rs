@@ -49,10 +49,33 @@ pub fn public_router() -> Router {
         title = "HomeStation backup",
         description = "Encrypted, verified backups to S3; restores; scheduled restore drills; retention."
     ),
-    paths(list_policies, start_run, run_drill, prune, list_backups, get_backup, verify, restore, list_drills),
+    paths(
+        list_policies,
+        start_run,
+        run_drill,
+        prune,
+        list_backups,
+        get_backup,
+        verify,
+        restore,
+        list_drills
+    ),
     components(schemas(
-        ErrorBody, PolicyView, RetentionView, RunProgress, BackupView, Backup, StartedRun, Verified,
-        RestoreRequest, RestoreTarget, Restored, DrillRecord, CheckResult, Check, Pruned
+        ErrorBody,
+        PolicyView,
+        RetentionView,
+        RunProgress,
+        BackupView,
+        Backup,
+        StartedRun,
+        Verified,
+        RestoreRequest,
+        RestoreTarget,
+        Restored,
+        DrillRecord,
+        CheckResult,
+        Check,
+        Pruned
     ))
 )]
 pub struct ApiDoc;
@@ -96,7 +119,10 @@ pub struct PolicyView {
 
 /// Every policy with its schedule, its newest run and success, its newest drill, and any run in progress.
 #[utoipa::path(get, path = "/v1/policies", responses((status = 200, body = Vec<PolicyView>)))]
-async fn list_policies(State(engine): State<AppState>, _: Identity) -> ApiResult<axum::Json<Vec<PolicyView>>> {
+async fn list_policies(
+    State(engine): State<AppState>,
+    _: Identity,
+) -> ApiResult<axum::Json<Vec<PolicyView>>> {
     let now = Utc::now();
     let mut views = Vec::new();
     for (name, entry) in &engine.policies {
@@ -151,7 +177,10 @@ async fn start_run(
     identity.require(Role::Developer)?;
     let run_id = engine.start_run(&policy).await?;
     tracing::info!(%policy, %run_id, by = %identity.subject, "backup run started");
-    Ok((StatusCode::ACCEPTED, axum::Json(StartedRun { policy, run_id })))
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(StartedRun { policy, run_id }),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -257,7 +286,9 @@ async fn restore(
 ) -> ApiResult<axum::Json<Restored>> {
     identity.require(Role::Admin)?;
     tracing::info!(backup = %id, to = ?request.to, force = request.force, by = %identity.subject, "restore requested");
-    Ok(axum::Json(engine.restore(id, request.to, request.force).await?))
+    Ok(axum::Json(
+        engine.restore(id, request.to, request.force).await?,
+    ))
 }
 
 async fn drills(engine: &Engine, policy: Option<&str>, limit: i64) -> ApiResult<Vec<DrillRecord>> {
@@ -278,7 +309,9 @@ async fn list_drills(
     _: Identity,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<axum::Json<Vec<DrillRecord>>> {
-    Ok(axum::Json(drills(&engine, query.policy.as_deref(), query.limit()?).await?))
+    Ok(axum::Json(
+        drills(&engine, query.policy.as_deref(), query.limit()?).await?,
+    ))
 }
 
 /// Runs a restore drill of the policy's newest backup now (Developer) and answers with its result.

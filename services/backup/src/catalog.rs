@@ -253,7 +253,11 @@ pub struct Reading {
 }
 
 /// Registers a reader of a succeeded backup; None when there is no such backup (any more).
-pub async fn start_reading(pool: &PgPool, backup: Uuid, purpose: &str) -> sqlx::Result<Option<Reading>> {
+pub async fn start_reading(
+    pool: &PgPool,
+    backup: Uuid,
+    purpose: &str,
+) -> sqlx::Result<Option<Reading>> {
     let id = Uuid::now_v7();
     let inserted = sqlx::query(
         "INSERT INTO backup_reads (id, backup_id, purpose)
@@ -285,7 +289,9 @@ impl Reading {
 /// At start: runs left `running` by a process that died are failed (with their event), their open multipart
 /// uploads aborted, and readers of the dead process forgotten. Returns how many runs were recovered.
 pub async fn recover(pool: &PgPool, client: &aws_sdk_s3::Client) -> Result<usize, CatalogError> {
-    sqlx::query("DELETE FROM backup_reads").execute(pool).await?;
+    sqlx::query("DELETE FROM backup_reads")
+        .execute(pool)
+        .await?;
     sqlx::query(
         "UPDATE drills SET status = 'failed', finished_at = now(), reason = 'interrupted: the backup service stopped during the drill'
          WHERE status = 'running'",
@@ -311,7 +317,11 @@ pub async fn recover(pool: &PgPool, client: &aws_sdk_s3::Client) -> Result<usize
 
 /// Deletes a backup that retention let go: the catalog row first (it stops being listed), then the object.
 /// Returns false, deleting nothing, when a reader holds it.
-pub async fn delete(pool: &PgPool, client: &aws_sdk_s3::Client, backup: &Backup) -> Result<bool, CatalogError> {
+pub async fn delete(
+    pool: &PgPool,
+    client: &aws_sdk_s3::Client,
+    backup: &Backup,
+) -> Result<bool, CatalogError> {
     let mut tx = pool.begin().await?;
     let deleted = sqlx::query("DELETE FROM backups WHERE id = $1")
         .bind(backup.id)

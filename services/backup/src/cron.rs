@@ -21,7 +21,9 @@ pub struct Schedule {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("schedule {schedule:?}: {reason} (expected five fields: minute hour day-of-month month day-of-week)")]
+#[error(
+    "schedule {schedule:?}: {reason} (expected five fields: minute hour day-of-month month day-of-week)"
+)]
 pub struct CronError {
     schedule: String,
     reason: String,
@@ -136,9 +138,13 @@ impl Schedule {
         let limit = after + Duration::days(5 * 366);
         while t < limit {
             if self.months & (1 << t.month()) == 0 || !self.day_matches(&t) {
-                t = (t + Duration::days(1)).duration_trunc(Duration::days(1)).ok()?;
+                t = (t + Duration::days(1))
+                    .duration_trunc(Duration::days(1))
+                    .ok()?;
             } else if self.hours & (1 << t.hour()) == 0 {
-                t = (t + Duration::hours(1)).duration_trunc(Duration::hours(1)).ok()?;
+                t = (t + Duration::hours(1))
+                    .duration_trunc(Duration::hours(1))
+                    .ok()?;
             } else if self.minutes & (1 << t.minute()) == 0 {
                 t += Duration::minutes(1);
             } else {
@@ -168,21 +174,51 @@ mod tests {
 
     #[test]
     fn fields_ranges_lists_and_steps() {
-        assert_eq!(next("*/15 * * * *", "2026-11-26T10:07:30Z"), "2026-11-26T10:15:00+00:00");
-        assert_eq!(next("30 2 * * *", "2026-11-26T02:30:00Z"), "2026-11-27T02:30:00+00:00");
-        assert_eq!(next("0 9-17/4 * * *", "2026-11-26T10:00:00Z"), "2026-11-26T13:00:00+00:00");
-        assert_eq!(next("0 0 1,15 * *", "2026-11-26T00:00:00Z"), "2026-12-01T00:00:00+00:00");
-        assert_eq!(next("@weekly", "2026-11-26T00:00:00Z"), "2026-11-29T00:00:00+00:00");
-        assert_eq!(next("0 3 * * 7", "2026-11-26T00:00:00Z"), "2026-11-29T03:00:00+00:00");
-        assert_eq!(next("@monthly", "2026-12-31T23:59:00Z"), "2027-01-01T00:00:00+00:00");
-        assert_eq!(next("0 0 29 2 *", "2026-03-01T00:00:00Z"), "2028-02-29T00:00:00+00:00");
+        assert_eq!(
+            next("*/15 * * * *", "2026-11-26T10:07:30Z"),
+            "2026-11-26T10:15:00+00:00"
+        );
+        assert_eq!(
+            next("30 2 * * *", "2026-11-26T02:30:00Z"),
+            "2026-11-27T02:30:00+00:00"
+        );
+        assert_eq!(
+            next("0 9-17/4 * * *", "2026-11-26T10:00:00Z"),
+            "2026-11-26T13:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 0 1,15 * *", "2026-11-26T00:00:00Z"),
+            "2026-12-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("@weekly", "2026-11-26T00:00:00Z"),
+            "2026-11-29T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 3 * * 7", "2026-11-26T00:00:00Z"),
+            "2026-11-29T03:00:00+00:00"
+        );
+        assert_eq!(
+            next("@monthly", "2026-12-31T23:59:00Z"),
+            "2027-01-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 0 29 2 *", "2026-03-01T00:00:00Z"),
+            "2028-02-29T00:00:00+00:00"
+        );
     }
 
     #[test]
     fn both_day_fields_restricted_means_either() {
         // The 1st of the month or any Monday; 2026-11-30 is a Monday.
-        assert_eq!(next("0 0 1 * 1", "2026-11-26T00:00:00Z"), "2026-11-30T00:00:00+00:00");
-        assert_eq!(next("0 0 1 * 1", "2026-11-30T00:00:00Z"), "2026-12-01T00:00:00+00:00");
+        assert_eq!(
+            next("0 0 1 * 1", "2026-11-26T00:00:00Z"),
+            "2026-11-30T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 0 1 * 1", "2026-11-30T00:00:00Z"),
+            "2026-12-01T00:00:00+00:00"
+        );
     }
 
     #[test]

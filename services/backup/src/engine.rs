@@ -52,9 +52,16 @@ pub enum EngineError {
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
-            EngineError::UnknownPolicy(_) | EngineError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            EngineError::Busy { .. } | EngineError::Conflict(_) => ApiError::Conflict(e.to_string()),
-            EngineError::BadTarget(m) => ApiError::BadRequest { field: Some("to".into()), message: m },
+            EngineError::UnknownPolicy(_) | EngineError::NotFound(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            EngineError::Busy { .. } | EngineError::Conflict(_) => {
+                ApiError::Conflict(e.to_string())
+            }
+            EngineError::BadTarget(m) => ApiError::BadRequest {
+                field: Some("to".into()),
+                message: m,
+            },
             EngineError::Failed(m) => ApiError::Unavailable(m),
             EngineError::Db(e) => ApiError::internal(e),
         }
@@ -352,12 +359,27 @@ impl Engine {
             inner: stream,
             bytes,
         };
-        let uploaded = s3::upload(&destination, counted, self.wrap.clone(), DEFAULT_CHUNK_SIZE, LEVEL)
-            .await
-            .map_err(|e| e.to_string())?;
+        let uploaded = s3::upload(
+            &destination,
+            counted,
+            self.wrap.clone(),
+            DEFAULT_CHUNK_SIZE,
+            LEVEL,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let verified = if policy.verify {
-            if let Err(e) = self.check_object(&policy.bucket, key, &uploaded.digests).await {
-                let _ = self.s3.delete_object().bucket(&policy.bucket).key(key).send().await;
+            if let Err(e) = self
+                .check_object(&policy.bucket, key, &uploaded.digests)
+                .await
+            {
+                let _ = self
+                    .s3
+                    .delete_object()
+                    .bucket(&policy.bucket)
+                    .key(key)
+                    .send()
+                    .await;
                 return Err(format!("the stored object did not verify: {e}"));
             }
             true
@@ -372,10 +394,22 @@ impl Engine {
     }
 
     /// Downloads, decrypts and checks both digests, writing the plaintext nowhere.
-    async fn check_object(&self, bucket: &str, key: &str, expected: &Digests) -> Result<Digests, String> {
-        s3::restore(&self.s3, bucket, key, self.wrap.clone(), expected.clone(), io::sink())
-            .await
-            .map_err(|e| e.to_string())
+    async fn check_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: &Digests,
+    ) -> Result<Digests, String> {
+        s3::restore(
+            &self.s3,
+            bucket,
+            key,
+            self.wrap.clone(),
+            expected.clone(),
+            io::sink(),
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     async fn succeeded(&self, id: Uuid) -> Result<(Backup, Digests)> {
@@ -425,7 +459,8 @@ impl Engine {
         let reading = self.reading(id, "restore").await?;
         let outcome = match target {
             RestoreTarget::Database { name } => {
-                self.restore_database(entry, &backup, &digests, name, force).await
+                self.restore_database(entry, &backup, &digests, name, force)
+                    .await
             }
             RestoreTarget::Folder { path } => self
                 .restore_folder(entry, &backup, &digests, &path, force)
@@ -520,8 +555,14 @@ impl Engine {
             .map_err(|e| io_failed("connecting to the policy's PostgreSQL server", e))
     }
 
-    async fn restore_into_database(&self, backup: &Backup, digests: &Digests, url: &SecretString) -> Result<()> {
-        let (restore, stdin) = postgres::start_restore(url).map_err(|e| io_failed("pg_restore", e))?;
+    async fn restore_into_database(
+        &self,
+        backup: &Backup,
+        digests: &Digests,
+        url: &SecretString,
+    ) -> Result<()> {
+        let (restore, stdin) =
+            postgres::start_restore(url).map_err(|e| io_failed("pg_restore", e))?;
         let streamed = s3::restore(
             &self.s3,
             &backup.bucket,
@@ -561,14 +602,17 @@ impl Engine {
         }
         let parent = path.parent().unwrap_or(Path::new("/"));
         let staging = parent.join(format!(".homestation-incoming-{}", backup.id.simple()));
-        std::fs::create_dir_all(&staging).map_err(|e| io_failed(&format!("creating {}", staging.display()), e))?;
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| io_failed(&format!("creating {}", staging.display()), e))?;
         let written = self.write_into(entry, backup, digests, &staging).await;
         let moved = written.and_then(|bytes| {
             if path.exists() {
-                std::fs::remove_dir_all(path).map_err(|e| io_failed(&format!("replacing {}", path.display()), e))?;
+                std::fs::remove_dir_all(path)
+                    .map_err(|e| io_failed(&format!("replacing {}", path.display()), e))?;
             }
-            std::fs::rename(&staging, path)
-                .map_err(|e| io_failed(&format!("moving the restore into {}", path.display()), e))?;
+            std::fs::rename(&staging, path).map_err(|e| {
+                io_failed(&format!("moving the restore into {}", path.display()), e)
+            })?;
             Ok(bytes)
         });
         if moved.is_err() {
@@ -578,7 +622,13 @@ impl Engine {
     }
 
     /// Writes a backup into an existing folder: a folder backup extracted, any other as one file.
-    async fn write_into(&self, entry: &Entry, backup: &Backup, digests: &Digests, dir: &Path) -> Result<u64> {
+    async fn write_into(
+        &self,
+        entry: &Entry,
+        backup: &Backup,
+        digests: &Digests,
+        dir: &Path,
+    ) -> Result<u64> {
         let read = |sink| {
             s3::restore(
                 &self.s3,
@@ -590,7 +640,8 @@ impl Engine {
             )
         };
         if entry.policy.kind == SourceKind::Folder {
-            let (tar, stdin) = crate::sources::extract_into(dir).map_err(|e| io_failed("tar", e))?;
+            let (tar, stdin) =
+                crate::sources::extract_into(dir).map_err(|e| io_failed("tar", e))?;
             let streamed = read(Box::new(stdin) as Box<dyn io::Write + Send>).await;
             let extracted = tokio::task::spawn_blocking(move || tar.finish())
                 .await
@@ -607,7 +658,8 @@ impl Engine {
             SourceKind::Folder => "tar",
         };
         let file = dir.join(format!("{}-{}.{extension}", backup.policy, backup.id));
-        let out = std::fs::File::create(&file).map_err(|e| io_failed(&format!("creating {}", file.display()), e))?;
+        let out = std::fs::File::create(&file)
+            .map_err(|e| io_failed(&format!("creating {}", file.display()), e))?;
         let opened = read(Box::new(out) as Box<dyn io::Write + Send>)
             .await
             .map_err(|e| io_failed("reading the backup", e))?;
@@ -640,7 +692,11 @@ impl Engine {
         // Vault applies a snapshot as it arrives, so the object is checked whole before any of it is sent.
         self.check_object(&backup.bucket, &backup.object_key, digests)
             .await
-            .map_err(|e| EngineError::Failed(format!("the backup did not verify, Vault was not touched: {e}")))?;
+            .map_err(|e| {
+                EngineError::Failed(format!(
+                    "the backup did not verify, Vault was not touched: {e}"
+                ))
+            })?;
         let (sink, chunks) = channel::writer();
         let streamed = s3::restore(
             &self.s3,
@@ -662,16 +718,22 @@ impl Engine {
         let entry = self.entry(policy)?;
         let backup = catalog::latest_succeeded(&self.pool, policy)
             .await?
-            .ok_or_else(|| EngineError::Conflict(format!("policy {policy} has no backup to drill")))?;
-        let digests = backup.digests().ok_or_else(|| EngineError::Conflict("no digests".into()))?;
+            .ok_or_else(|| {
+                EngineError::Conflict(format!("policy {policy} has no backup to drill"))
+            })?;
+        let digests = backup
+            .digests()
+            .ok_or_else(|| EngineError::Conflict("no digests".into()))?;
         let reading = self.reading(backup.id, "drill").await?;
         let id = Uuid::now_v7();
-        sqlx::query("INSERT INTO drills (id, policy, backup_id, status) VALUES ($1, $2, $3, 'running')")
-            .bind(id)
-            .bind(policy)
-            .bind(backup.id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO drills (id, policy, backup_id, status) VALUES ($1, $2, $3, 'running')",
+        )
+        .bind(id)
+        .bind(policy)
+        .bind(backup.id)
+        .execute(&self.pool)
+        .await?;
         let started = Instant::now();
         let outcome = self.drill_checks(entry, &backup, &digests, id).await;
         reading.done().await;
@@ -683,7 +745,8 @@ impl Engine {
                     .filter(|c| !c.passed)
                     .map(|c| format!("{:?} found {}", c.check, c.found))
                     .collect();
-                let reason = (!failed.is_empty()).then(|| format!("checks failed: {}", failed.join("; ")));
+                let reason =
+                    (!failed.is_empty()).then(|| format!("checks failed: {}", failed.join("; ")));
                 (checks, reason)
             }
             Err(e) => (Vec::new(), Some(e.to_string())),
@@ -723,8 +786,19 @@ impl Engine {
         Ok(record)
     }
 
-    async fn drill_checks(&self, entry: &Entry, backup: &Backup, digests: &Digests, drill: Uuid) -> Result<Vec<CheckResult>> {
-        let checks = entry.policy.drill.as_ref().map(|d| d.checks.clone()).unwrap_or_default();
+    async fn drill_checks(
+        &self,
+        entry: &Entry,
+        backup: &Backup,
+        digests: &Digests,
+        drill: Uuid,
+    ) -> Result<Vec<CheckResult>> {
+        let checks = entry
+            .policy
+            .drill
+            .as_ref()
+            .map(|d| d.checks.clone())
+            .unwrap_or_default();
         let short = &drill.simple().to_string()[24..];
         let mut results = Vec::new();
         if entry.policy.kind == SourceKind::Postgres {
@@ -734,13 +808,15 @@ impl Engine {
             recreate_database(&mut admin, &scratch).await?;
             let scratch_url = postgres::with_database(url, &scratch);
             let outcome = async {
-                self.restore_into_database(backup, digests, &scratch_url).await?;
+                self.restore_into_database(backup, digests, &scratch_url)
+                    .await?;
                 use secrecy::ExposeSecret;
                 let mut db = PgConnection::connect(scratch_url.expose_secret())
                     .await
                     .map_err(|e| io_failed("connecting to the scratch database", e))?;
                 for check in &checks {
-                    results.push(run_check(check, Some(&mut db), None, digests.plaintext_bytes).await);
+                    results
+                        .push(run_check(check, Some(&mut db), None, digests.plaintext_bytes).await);
                 }
                 let _ = db.close().await;
                 Ok::<_, EngineError>(())
@@ -750,7 +826,8 @@ impl Engine {
             outcome?;
         } else {
             let dir = self.scratch.join(format!("drill-{short}"));
-            std::fs::create_dir_all(&dir).map_err(|e| io_failed(&format!("creating {}", dir.display()), e))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| io_failed(&format!("creating {}", dir.display()), e))?;
             let outcome = self.write_into(entry, backup, digests, &dir).await;
             if outcome.is_ok() {
                 for check in &checks {
@@ -799,7 +876,12 @@ impl Engine {
             }
         }
         if !pruned.deleted.is_empty() {
-            tracing::info!(policy, deleted = pruned.deleted.len(), kept = pruned.kept, "retention deleted old backups");
+            tracing::info!(
+                policy,
+                deleted = pruned.deleted.len(),
+                kept = pruned.kept,
+                "retention deleted old backups"
+            );
         }
         Ok(pruned)
     }
@@ -821,7 +903,8 @@ impl Engine {
             }
         }
         let now = Utc::now();
-        let mut due: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|(_, _, s)| s.next_after(now)).collect();
+        let mut due: Vec<Option<DateTime<Utc>>> =
+            jobs.iter().map(|(_, _, s)| s.next_after(now)).collect();
         loop {
             let Some((i, at)) = due
                 .iter()
@@ -842,7 +925,9 @@ impl Engine {
             match job {
                 Job::Run => match self.start_run(name).await {
                     Ok(run) => tracing::info!(policy = %name, %run, "scheduled backup started"),
-                    Err(e) => tracing::warn!(policy = %name, error = %e, "scheduled backup did not start"),
+                    Err(e) => {
+                        tracing::warn!(policy = %name, error = %e, "scheduled backup did not start")
+                    }
                 },
                 Job::Drill => {
                     let engine = self.clone();
@@ -859,18 +944,22 @@ impl Engine {
 }
 
 async fn database_exists(admin: &mut PgConnection, name: &str) -> Result<bool> {
-    Ok(sqlx::query_scalar::<_, i32>("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(name)
-        .fetch_optional(admin)
-        .await?
-        .is_some())
+    Ok(
+        sqlx::query_scalar::<_, i32>("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_optional(admin)
+            .await?
+            .is_some(),
+    )
 }
 
 /// `name` is checked by the caller or made here of hex digits, so formatting it into DDL is safe.
 async fn drop_database(admin: &mut PgConnection, name: &str) -> Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-        .execute(admin)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(admin)
+    .await?;
     Ok(())
 }
 
@@ -882,10 +971,18 @@ async fn recreate_database(admin: &mut PgConnection, name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn run_check(check: &Check, db: Option<&mut PgConnection>, dir: Option<&Path>, bytes: u64) -> CheckResult {
+async fn run_check(
+    check: &Check,
+    db: Option<&mut PgConnection>,
+    dir: Option<&Path>,
+    bytes: u64,
+) -> CheckResult {
     let (passed, found) = match (check, db, dir) {
         (Check::Query { sql, min }, Some(db), _) => {
-            match sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone())).fetch_one(db).await {
+            match sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone()))
+                .fetch_one(db)
+                .await
+            {
                 Ok(n) => (n >= *min, n.to_string()),
                 Err(e) => (false, format!("the query failed: {e}")),
             }

@@ -162,11 +162,17 @@ fn key_wrap(config: &Config) -> Result<Arc<dyn KeyWrap>, Error> {
     }
 }
 
-fn build_source(settings: &SourceSettings, config: &Config, bus: &bus::Connection) -> Arc<dyn Source> {
+fn build_source(
+    settings: &SourceSettings,
+    config: &Config,
+    bus: &bus::Connection,
+) -> Arc<dyn Source> {
     match settings {
         SourceSettings::Postgres { url } => Arc::new(Postgres { url: url.clone() }),
         SourceSettings::Vault { address, token } => Arc::new(VaultServer {
-            address: address.clone().unwrap_or_else(|| config.vault.address.clone()),
+            address: address
+                .clone()
+                .unwrap_or_else(|| config.vault.address.clone()),
             token: token.clone().unwrap_or_else(|| config.vault.token.clone()),
             http: reqwest::Client::new(),
         }),
@@ -193,7 +199,10 @@ impl service_kit::Service for Application {
         // What a killed process left: its runs are failed and its multipart uploads aborted, before any new run.
         let recovered = catalog::recover(&pool, &s3).await?;
         if recovered > 0 {
-            tracing::warn!(recovered, "runs interrupted by the last stop were failed and their uploads aborted");
+            tracing::warn!(
+                recovered,
+                "runs interrupted by the last stop were failed and their uploads aborted"
+            );
         }
         let policies = policies
             .into_iter()
@@ -230,18 +239,34 @@ impl service_kit::Service for Application {
             shutdown.clone(),
         ));
         engine.load_metrics().await?;
-        let kit = Kit::new(self.auth, metrics, self.pool.clone(), self.bus.client.clone());
+        let kit = Kit::new(
+            self.auth,
+            metrics,
+            self.pool.clone(),
+            self.bus.client.clone(),
+        );
         let router = service_router(api::router(engine.clone()), api::public_router(), kit);
         let mut tasks = Tasks::new();
-        tasks.spawn("http", service_kit::http::serve(self.http, router, shutdown.clone()));
+        tasks.spawn(
+            "http",
+            service_kit::http::serve(self.http, router, shutdown.clone()),
+        );
         tasks.spawn("scheduler", engine.clone().schedule());
         let publisher = self.bus.publisher(Self::NAME, bus_metrics);
         tasks.spawn(
             "outbox",
-            bus::outbox::relay(self.pool.clone(), publisher, engine.outbox.clone(), shutdown.clone()),
+            bus::outbox::relay(
+                self.pool.clone(),
+                publisher,
+                engine.outbox.clone(),
+                shutdown.clone(),
+            ),
         );
         tasks
-            .run(shutdown, Duration::from_secs(self.config.shutdown_grace_secs))
+            .run(
+                shutdown,
+                Duration::from_secs(self.config.shutdown_grace_secs),
+            )
             .await?;
         self.pool.close().await;
         Ok(())

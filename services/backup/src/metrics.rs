@@ -57,39 +57,92 @@ impl BackupMetrics {
             drill_last_success: Family::default(),
             drills: Family::default(),
         };
-        metrics.register(names::LAST_SUCCESS, "When the policy's newest backup succeeded (Unix time)", this.last_success.clone());
-        metrics.register(names::LAST_BYTES, "Bytes (before compression) of the policy's newest backup", this.last_bytes.clone());
-        metrics.register(names::LAST_DURATION, "How long the policy's newest successful run took", this.last_duration.clone());
-        metrics.register(names::RUNS, "Backup runs (each try), by outcome", this.runs.clone());
-        metrics.register(names::DRILL_LAST_SUCCESS, "When the policy's newest restore drill passed (Unix time)", this.drill_last_success.clone());
-        metrics.register(names::DRILLS, "Restore drills, by outcome", this.drills.clone());
+        metrics.register(
+            names::LAST_SUCCESS,
+            "When the policy's newest backup succeeded (Unix time)",
+            this.last_success.clone(),
+        );
+        metrics.register(
+            names::LAST_BYTES,
+            "Bytes (before compression) of the policy's newest backup",
+            this.last_bytes.clone(),
+        );
+        metrics.register(
+            names::LAST_DURATION,
+            "How long the policy's newest successful run took",
+            this.last_duration.clone(),
+        );
+        metrics.register(
+            names::RUNS,
+            "Backup runs (each try), by outcome",
+            this.runs.clone(),
+        );
+        metrics.register(
+            names::DRILL_LAST_SUCCESS,
+            "When the policy's newest restore drill passed (Unix time)",
+            this.drill_last_success.clone(),
+        );
+        metrics.register(
+            names::DRILLS,
+            "Restore drills, by outcome",
+            this.drills.clone(),
+        );
         this
     }
 
-    pub fn succeeded(&self, policy: &str, at: chrono::DateTime<chrono::Utc>, bytes: u64, seconds: f64) {
-        self.last_success.get_or_create(&label(policy)).set(at.timestamp() as f64);
-        self.last_bytes.get_or_create(&label(policy)).set(i64::try_from(bytes).unwrap_or(i64::MAX));
-        self.last_duration.get_or_create(&label(policy)).set(seconds);
+    pub fn succeeded(
+        &self,
+        policy: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        bytes: u64,
+        seconds: f64,
+    ) {
+        self.last_success
+            .get_or_create(&label(policy))
+            .set(at.timestamp() as f64);
+        self.last_bytes
+            .get_or_create(&label(policy))
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.last_duration
+            .get_or_create(&label(policy))
+            .set(seconds);
         self.runs
-            .get_or_create(&OutcomeLabel { policy: policy.to_owned(), outcome: "succeeded" })
+            .get_or_create(&OutcomeLabel {
+                policy: policy.to_owned(),
+                outcome: "succeeded",
+            })
             .inc();
     }
 
     /// At start, from the catalog: the newest success without counting a run.
-    pub fn restore_last_success(&self, policy: &str, at: chrono::DateTime<chrono::Utc>, bytes: u64) {
-        self.last_success.get_or_create(&label(policy)).set(at.timestamp() as f64);
-        self.last_bytes.get_or_create(&label(policy)).set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    pub fn restore_last_success(
+        &self,
+        policy: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        bytes: u64,
+    ) {
+        self.last_success
+            .get_or_create(&label(policy))
+            .set(at.timestamp() as f64);
+        self.last_bytes
+            .get_or_create(&label(policy))
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn failed(&self, policy: &str) {
         self.runs
-            .get_or_create(&OutcomeLabel { policy: policy.to_owned(), outcome: "failed" })
+            .get_or_create(&OutcomeLabel {
+                policy: policy.to_owned(),
+                outcome: "failed",
+            })
             .inc();
     }
 
     pub fn drilled(&self, policy: &str, passed: bool, at: chrono::DateTime<chrono::Utc>) {
         if passed {
-            self.drill_last_success.get_or_create(&label(policy)).set(at.timestamp() as f64);
+            self.drill_last_success
+                .get_or_create(&label(policy))
+                .set(at.timestamp() as f64);
         }
         self.drills
             .get_or_create(&OutcomeLabel {

@@ -154,14 +154,22 @@ impl Policy {
                     }
                 }
                 Some(Drill {
-                    schedule: d.schedule.parse().map_err(|e: crate::cron::CronError| error(e.to_string()))?,
+                    schedule: d
+                        .schedule
+                        .parse()
+                        .map_err(|e: crate::cron::CronError| error(e.to_string()))?,
                     checks: d.checks.clone(),
                 })
             }
         };
-        let bucket = settings.bucket.clone().unwrap_or_else(|| default_bucket.to_owned());
+        let bucket = settings
+            .bucket
+            .clone()
+            .unwrap_or_else(|| default_bucket.to_owned());
         if bucket.is_empty() {
-            return Err(error("no bucket: set `bucket` or the service's `s3.bucket`".into()));
+            return Err(error(
+                "no bucket: set `bucket` or the service's `s3.bucket`".into(),
+            ));
         }
         Ok(Self {
             prefix: settings
@@ -190,7 +198,10 @@ impl Policy {
 }
 
 /// Parses every policy and refuses two with one name.
-pub fn parse_all(settings: &[PolicySettings], default_bucket: &str) -> Result<Vec<Policy>, PolicyError> {
+pub fn parse_all(
+    settings: &[PolicySettings],
+    default_bucket: &str,
+) -> Result<Vec<Policy>, PolicyError> {
     let mut policies: Vec<Policy> = Vec::new();
     for s in settings {
         let policy = Policy::parse(s.clone(), default_bucket)?;
@@ -216,7 +227,9 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_source_and_its_floor() {
-        let vault = parse(json!({ "name": "vault", "schedule": "@daily", "source": { "kind": "vault" } })).unwrap();
+        let vault =
+            parse(json!({ "name": "vault", "schedule": "@daily", "source": { "kind": "vault" } }))
+                .unwrap();
         assert_eq!(vault.retention.min_age, chrono::Duration::days(7));
         assert_eq!(vault.prefix, "vault/vault");
         assert_eq!(vault.bucket, "backups");
@@ -231,14 +244,23 @@ mod tests {
     #[test]
     fn bad_policies_say_what_is_wrong() {
         for (policy, says) in [
-            (json!({ "name": "Bad_Name", "source": { "kind": "folder", "path": "/srv" } }), "name"),
-            (json!({ "name": "x", "schedule": "every day", "source": { "kind": "folder", "path": "/srv" } }), "fields"),
+            (
+                json!({ "name": "Bad_Name", "source": { "kind": "folder", "path": "/srv" } }),
+                "name",
+            ),
+            (
+                json!({ "name": "x", "schedule": "every day", "source": { "kind": "folder", "path": "/srv" } }),
+                "fields",
+            ),
             (
                 json!({ "name": "x", "source": { "kind": "folder", "path": "/srv" },
                         "drill": { "schedule": "@weekly", "checks": [{ "kind": "query", "sql": "SELECT 1", "min": 1 }] } }),
                 "needs a postgres source",
             ),
-            (json!({ "name": "x", "bucket": "", "source": { "kind": "folder", "path": "/srv" } }), "no bucket"),
+            (
+                json!({ "name": "x", "bucket": "", "source": { "kind": "folder", "path": "/srv" } }),
+                "no bucket",
+            ),
         ] {
             let e = parse(policy).unwrap_err().to_string();
             assert!(e.contains(says), "{e}");
@@ -248,13 +270,23 @@ mod tests {
             { "name": "x", "source": { "kind": "folder", "path": "/b" } }
         ]))
         .unwrap();
-        assert!(parse_all(&twice, "b").unwrap_err().reason.contains("two policies"));
+        assert!(
+            parse_all(&twice, "b")
+                .unwrap_err()
+                .reason
+                .contains("two policies")
+        );
     }
 
     #[test]
     fn object_keys_sit_under_the_prefix_by_date() {
         let p = parse(json!({ "name": "inv", "prefix": "/pg/inv/", "source": { "kind": "postgres", "url": "postgres://x@h/inv" } })).unwrap();
-        let at = chrono::DateTime::parse_from_rfc3339("2026-11-26T03:00:00Z").unwrap().to_utc();
-        assert_eq!(p.object_key(uuid::Uuid::nil(), at), format!("pg/inv/2026-11-26/{}.hsbk", uuid::Uuid::nil()));
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-26T03:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(
+            p.object_key(uuid::Uuid::nil(), at),
+            format!("pg/inv/2026-11-26/{}.hsbk", uuid::Uuid::nil())
+        );
     }
 }

@@ -81,7 +81,8 @@ mod tests {
 
     #[test]
     fn urls_swap_their_database_and_keep_the_rest() {
-        let url = SecretString::from("postgres://app:pw@db.lab:5432/shop?sslmode=require".to_owned());
+        let url =
+            SecretString::from("postgres://app:pw@db.lab:5432/shop?sslmode=require".to_owned());
         assert_eq!(database_name(&url).as_deref(), Some("shop"));
         assert_eq!(
             with_database(&url, "shop_restored").expose_secret(),
@@ -89,7 +90,10 @@ mod tests {
         );
         let bare = SecretString::from("postgres://postgres@127.0.0.1".to_owned());
         assert_eq!(database_name(&bare), None);
-        assert_eq!(with_database(&bare, "postgres").expose_secret(), "postgres://postgres@127.0.0.1/postgres");
+        assert_eq!(
+            with_database(&bare, "postgres").expose_secret(),
+            "postgres://postgres@127.0.0.1/postgres"
+        );
     }
 
     #[test]

@@ -293,7 +293,12 @@ pub async fn abort_uploads(client: &Client, bucket: &str, key: &str) -> Result<u
         .prefix(key)
         .send()
         .await
-        .map_err(|e| failed("list multipart uploads", aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        .map_err(|e| {
+            failed(
+                "list multipart uploads",
+                aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+            )
+        })?;
     let mut aborted = 0;
     for upload in open.uploads().iter().filter(|u| u.key() == Some(key)) {
         client
@@ -303,7 +308,12 @@ pub async fn abort_uploads(client: &Client, bucket: &str, key: &str) -> Result<u
             .upload_id(upload.upload_id().unwrap_or_default())
             .send()
             .await
-            .map_err(|e| failed("abort multipart upload", aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| {
+                failed(
+                    "abort multipart upload",
+                    aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+                )
+            })?;
         aborted += 1;
     }
     Ok(aborted)

@@ -14,13 +14,23 @@ struct Binary {
 }
 
 fn start(config: &std::path::Path, log: &std::path::Path) -> Binary {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(env!("CARGO_BIN_EXE_backup"))
         .env("HOMESTATION_CONFIG_FILE", config)
         .env("HOMESTATION_BACKUP__HTTP__PORT", port.to_string())
         .env("HOMESTATION_LOG_FORMAT", "json")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::options().create(true).append(true).open(log).unwrap())
+        .stderr(
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        )
         .spawn()
         .expect("the backup binary starts");
     Binary {
@@ -30,10 +40,14 @@ fn start(config: &std::path::Path, log: &std::path::Path) -> Binary {
 }
 
 async fn ready(b: &Binary, client: &reqwest::Client) {
-    testkit::eventually("the binary to be ready", Duration::from_secs(60), || async {
-        let r = client.get(format!("{}/readyz", b.base)).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
+    testkit::eventually(
+        "the binary to be ready",
+        Duration::from_secs(60),
+        || async {
+            let r = client.get(format!("{}/readyz", b.base)).send().await.ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
     .await;
 }
 
@@ -45,7 +59,13 @@ async fn statuses(pool: &sqlx::PgPool) -> Vec<(String, Option<String>)> {
 }
 
 async fn open_uploads(s3: &aws_sdk_s3::Client) -> usize {
-    s3.list_multipart_uploads().bucket("backups").send().await.unwrap().uploads().len()
+    s3.list_multipart_uploads()
+        .bucket("backups")
+        .send()
+        .await
+        .unwrap()
+        .uploads()
+        .len()
 }
 
 #[tokio::test]
@@ -114,31 +134,46 @@ path = "{data}"
         .await
         .unwrap();
     let run = started["run_id"].as_str().expect("a run id").to_owned();
-    testkit::eventually("two parts' worth of the source to be read", Duration::from_secs(60), || async {
-        let b: Value = client
-            .get(format!("{}/v1/backups/{run}", first.base))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (b["progress"]["bytes"].as_u64()? >= 12 << 20).then_some(())
-    })
+    testkit::eventually(
+        "two parts' worth of the source to be read",
+        Duration::from_secs(60),
+        || async {
+            let b: Value = client
+                .get(format!("{}/v1/backups/{run}", first.base))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (b["progress"]["bytes"].as_u64()? >= 12 << 20).then_some(())
+        },
+    )
     .await;
     first.child.kill().unwrap(); // SIGKILL: no shutdown code runs
     first.child.wait().unwrap();
 
-    assert_eq!(statuses(&pool).await, vec![("running".to_owned(), None)], "the killed run is not listed as good");
-    assert!(open_uploads(&s3).await >= 1, "the killed process left its multipart upload open");
+    assert_eq!(
+        statuses(&pool).await,
+        vec![("running".to_owned(), None)],
+        "the killed run is not listed as good"
+    );
+    assert!(
+        open_uploads(&s3).await >= 1,
+        "the killed process left its multipart upload open"
+    );
 
     let mut second = start(&config, &log);
     ready(&second, &client).await;
     let (status, reason) = statuses(&pool).await.remove(0);
     assert_eq!(status, "failed");
     assert!(reason.unwrap().starts_with("interrupted"));
-    assert_eq!(open_uploads(&s3).await, 0, "the next start aborted the upload");
+    assert_eq!(
+        open_uploads(&s3).await,
+        0,
+        "the next start aborted the upload"
+    );
 
     client
         .post(format!("{}/v1/policies/big/runs", second.base))
@@ -146,14 +181,22 @@ path = "{data}"
         .send()
         .await
         .unwrap();
-    let last = testkit::eventually("the next run to succeed", Duration::from_secs(180), || async {
-        let all: Vec<(String, Option<String>)> = statuses(&pool).await;
-        (all.len() == 2 && all[1].0 != "running").then(|| all[1].clone())
-    })
+    let last = testkit::eventually(
+        "the next run to succeed",
+        Duration::from_secs(180),
+        || async {
+            let all: Vec<(String, Option<String>)> = statuses(&pool).await;
+            (all.len() == 2 && all[1].0 != "running").then(|| all[1].clone())
+        },
+    )
     .await;
     assert_eq!(last.0, "succeeded", "{last:?}");
     let objects = s3.list_objects_v2().bucket("backups").send().await.unwrap();
-    assert_eq!(objects.contents().len(), 1, "only the good backup is in the bucket");
+    assert_eq!(
+        objects.contents().len(),
+        1,
+        "only the good backup is in the bucket"
+    );
 
     second.child.kill().unwrap();
     second.child.wait().unwrap();

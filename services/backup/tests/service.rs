@@ -20,17 +20,33 @@ async fn a_database_is_backed_up_verified_and_restored_into_a_new_database() {
 
     let run = app.run("shop").await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    assert!(!run["verified_at"].is_null(), "read back and checked after the upload: {run}");
+    assert!(
+        !run["verified_at"].is_null(),
+        "read back and checked after the upload: {run}"
+    );
     let id = run["id"].as_str().unwrap().to_owned();
-    assert!(run["object_key"].as_str().unwrap().starts_with("postgres/shop/"));
+    assert!(
+        run["object_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres/shop/")
+    );
 
     // A new database by default, with every row.
     let (status, restored) = app
-        .request(Method::POST, &format!("/v1/backups/{id}/restore"), &tokens.admin, Some(json!({ "to": { "kind": "database" } })))
+        .request(
+            Method::POST,
+            &format!("/v1/backups/{id}/restore"),
+            &tokens.admin,
+            Some(json!({ "to": { "kind": "database" } })),
+        )
         .await;
     assert_eq!(status, 200, "{restored}");
     let name = restored["target"].as_str().unwrap();
-    assert!(name.starts_with(&source.name[..40]) && name.contains("_restored_"), "{name}");
+    assert!(
+        name.starts_with(&source.name[..40]) && name.contains("_restored_"),
+        "{name}"
+    );
     let restored_url = source.url.replace(&source.name, name);
     assert_eq!(count_rows(&restored_url).await, 42);
 
@@ -42,26 +58,60 @@ async fn a_database_is_backed_up_verified_and_restored_into_a_new_database() {
         .await;
     let over_live = json!({ "to": { "kind": "database", "name": source.name } });
     let (status, refused) = app
-        .request(Method::POST, &format!("/v1/backups/{id}/restore"), &tokens.admin, Some(over_live.clone()))
+        .request(
+            Method::POST,
+            &format!("/v1/backups/{id}/restore"),
+            &tokens.admin,
+            Some(over_live.clone()),
+        )
         .await;
     assert_eq!(status, 409, "{refused}");
-    assert!(refused["error"]["message"].as_str().unwrap().contains("--force"), "{refused}");
-    assert_eq!(count_rows(&source.url).await, 10, "the refused restore touched nothing");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--force"),
+        "{refused}"
+    );
+    assert_eq!(
+        count_rows(&source.url).await,
+        10,
+        "the refused restore touched nothing"
+    );
     let (status, _) = app
-        .request(Method::POST, &format!("/v1/backups/{id}/restore"), &tokens.admin, Some(json!({ "to": over_live["to"], "force": true })))
+        .request(
+            Method::POST,
+            &format!("/v1/backups/{id}/restore"),
+            &tokens.admin,
+            Some(json!({ "to": over_live["to"], "force": true })),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(count_rows(&source.url).await, 42);
 
     // Restores are for Admins; verifying for Developers.
     let (status, _) = app
-        .request(Method::POST, &format!("/v1/backups/{id}/restore"), &tokens.developer, Some(json!({ "to": { "kind": "database" } })))
+        .request(
+            Method::POST,
+            &format!("/v1/backups/{id}/restore"),
+            &tokens.developer,
+            Some(json!({ "to": { "kind": "database" } })),
+        )
         .await;
     assert_eq!(status, 403);
     let (status, verified) = app
-        .request(Method::POST, &format!("/v1/backups/{id}/verify"), &tokens.developer, None)
+        .request(
+            Method::POST,
+            &format!("/v1/backups/{id}/verify"),
+            &tokens.developer,
+            None,
+        )
         .await;
-    assert_eq!((status.as_u16(), &verified["verified"]), (200, &json!(true)), "{verified}");
+    assert_eq!(
+        (status.as_u16(), &verified["verified"]),
+        (200, &json!(true)),
+        "{verified}"
+    );
 
     // The run's events and metrics.
     let started = app.await_events("backup.v1.run.started", 1).await;
@@ -69,9 +119,27 @@ async fn a_database_is_backed_up_verified_and_restored_into_a_new_database() {
     assert_eq!(started[0]["run_id"], json!(id));
     assert_eq!(succeeded[0]["source"], "postgres");
     assert!(succeeded[0]["bytes"].as_u64().unwrap() > 0);
-    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"homestation_backup_last_success_timestamp_seconds{service="backup",policy="shop"}"#), "{metrics}");
-    assert!(metrics.contains(r#"homestation_backup_runs_total{service="backup",policy="shop",outcome="succeeded"} 1"#), "{metrics}");
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"homestation_backup_last_success_timestamp_seconds{service="backup",policy="shop"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"homestation_backup_runs_total{service="backup",policy="shop",outcome="succeeded"} 1"#
+        ),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
@@ -81,7 +149,10 @@ trait ExecuteMany {
 
 impl ExecuteMany for sqlx::PgPool {
     async fn execute_many_rows(&self, sql: &str) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(self).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(self)
+            .await
+            .unwrap();
     }
 }
 
@@ -89,7 +160,8 @@ impl ExecuteMany for sqlx::PgPool {
 async fn a_raft_snapshot_of_openbao_is_taken_and_restored() {
     let bao = testkit::openbao_raft().await;
     bao.enable_kv().await;
-    bao.kv_put("lab/db", json!({ "password": "before-the-backup" })).await;
+    bao.kv_put("lab/db", json!({ "password": "before-the-backup" }))
+        .await;
     let app = TestBackup::start(json!([{
         "name": "vault",
         "source": { "kind": "vault", "address": bao.address, "token": bao.root_token },
@@ -101,7 +173,8 @@ async fn a_raft_snapshot_of_openbao_is_taken_and_restored() {
     assert!(run["plaintext_bytes"].as_i64().unwrap() > 0);
     let id = run["id"].as_str().unwrap();
 
-    bao.kv_put("lab/db", json!({ "password": "changed-after" })).await;
+    bao.kv_put("lab/db", json!({ "password": "changed-after" }))
+        .await;
     let path = format!("/v1/backups/{id}/restore");
     let restore = |force: bool| {
         app.request(
@@ -113,14 +186,19 @@ async fn a_raft_snapshot_of_openbao_is_taken_and_restored() {
     };
     let (status, refused) = restore(false).await;
     assert_eq!(status, 409, "{refused}");
-    assert_eq!(bao.kv_get("lab/db").await.unwrap()["password"], "changed-after");
+    assert_eq!(
+        bao.kv_get("lab/db").await.unwrap()["password"],
+        "changed-after"
+    );
 
     let (status, restored) = restore(true).await;
     assert_eq!(status, 200, "{restored}");
     bao.unseal().await;
-    let secret = testkit::eventually("the restored secret", std::time::Duration::from_secs(30), || async {
-        bao.kv_get("lab/db").await
-    })
+    let secret = testkit::eventually(
+        "the restored secret",
+        std::time::Duration::from_secs(30),
+        || async { bao.kv_get("lab/db").await },
+    )
     .await;
     assert_eq!(secret["password"], "before-the-backup");
     app.stop().await;
@@ -158,22 +236,33 @@ async fn drills_restore_into_scratch_check_and_record_their_result() {
     ]))
     .await;
     let dev = &app.env.tokens.developer;
-    let (status, none) = app.request(Method::POST, "/v1/policies/shop/drills", dev, None).await;
+    let (status, none) = app
+        .request(Method::POST, "/v1/policies/shop/drills", dev, None)
+        .await;
     assert_eq!(status, 409, "no backup to drill yet: {none}");
     for policy in ["shop", "shop-strict", "configs"] {
         assert_eq!(app.run(policy).await["status"], "succeeded");
     }
 
-    let (_, passed) = app.request(Method::POST, "/v1/policies/shop/drills", dev, None).await;
+    let (_, passed) = app
+        .request(Method::POST, "/v1/policies/shop/drills", dev, None)
+        .await;
     assert_eq!(passed["status"], "passed", "{passed}");
     assert_eq!(passed["checks"][0]["found"], "25");
     assert!(passed["duration_ms"].as_i64().is_some());
 
-    let (_, failed) = app.request(Method::POST, "/v1/policies/shop-strict/drills", dev, None).await;
+    let (_, failed) = app
+        .request(Method::POST, "/v1/policies/shop-strict/drills", dev, None)
+        .await;
     assert_eq!(failed["status"], "failed", "{failed}");
-    assert!(failed["reason"].as_str().unwrap().contains("found 25"), "{failed}");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("found 25"),
+        "{failed}"
+    );
 
-    let (_, files) = app.request(Method::POST, "/v1/policies/configs/drills", dev, None).await;
+    let (_, files) = app
+        .request(Method::POST, "/v1/policies/configs/drills", dev, None)
+        .await;
     assert_eq!(files["status"], "passed", "{files}");
 
     // The scratch databases and folders are gone, the results are kept and announced.
@@ -190,7 +279,12 @@ async fn drills_restore_into_scratch_check_and_record_their_result() {
     let failed_events = app.await_events("backup.v1.drill.failed", 1).await;
     assert_eq!(failed_events[0]["policy"], "shop-strict");
     let policies = app.get("/v1/policies").await;
-    let strict = policies.as_array().unwrap().iter().find(|p| p["name"] == "shop-strict").unwrap();
+    let strict = policies
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "shop-strict")
+        .unwrap();
     assert_eq!(strict["last_drill"]["status"], "failed");
     app.stop().await;
     let _ = std::fs::remove_dir_all(folder);
@@ -211,44 +305,102 @@ async fn a_corrupted_object_or_a_wrong_key_fails_verify_and_restore_and_touches_
     let other = common::scratch_dir();
     let other_key = common::key_file(&other);
     app.restart_with(policies.clone(), Some(&other_key)).await;
-    let (_, verified) = app.request(Method::POST, &format!("/v1/backups/{id}/verify"), &admin, None).await;
+    let (_, verified) = app
+        .request(
+            Method::POST,
+            &format!("/v1/backups/{id}/verify"),
+            &admin,
+            None,
+        )
+        .await;
     assert_eq!(verified["verified"], false);
-    assert!(verified["reason"].as_str().unwrap().contains("wrong key"), "{verified}");
+    assert!(
+        verified["reason"].as_str().unwrap().contains("wrong key"),
+        "{verified}"
+    );
     let (status, refused) = app
-        .request(Method::POST, &format!("/v1/backups/{id}/restore"), &admin, Some(json!({ "to": { "kind": "database", "name": target } })))
+        .request(
+            Method::POST,
+            &format!("/v1/backups/{id}/restore"),
+            &admin,
+            Some(json!({ "to": { "kind": "database", "name": target } })),
+        )
         .await;
     assert_eq!(status, 503, "{refused}");
 
     // One flipped byte in the middle of the stored object.
     app.restart_with(policies, None).await;
-    let object = app.s3.get_object().bucket(&app.bucket).key(&key).send().await.unwrap();
+    let object = app
+        .s3
+        .get_object()
+        .bucket(&app.bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
     let mut bytes = object.body.collect().await.unwrap().into_bytes().to_vec();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
-    app.s3.put_object().bucket(&app.bucket).key(&key).body(bytes.into()).send().await.unwrap();
-    let (_, verified) = app.request(Method::POST, &format!("/v1/backups/{id}/verify"), &admin, None).await;
+    app.s3
+        .put_object()
+        .bucket(&app.bucket)
+        .key(&key)
+        .body(bytes.into())
+        .send()
+        .await
+        .unwrap();
+    let (_, verified) = app
+        .request(
+            Method::POST,
+            &format!("/v1/backups/{id}/verify"),
+            &admin,
+            None,
+        )
+        .await;
     assert_eq!(verified["verified"], false);
-    assert!(verified["reason"].as_str().unwrap().contains("failed authentication"), "{verified}");
+    assert!(
+        verified["reason"]
+            .as_str()
+            .unwrap()
+            .contains("failed authentication"),
+        "{verified}"
+    );
     let (status, refused) = app
-        .request(Method::POST, &format!("/v1/backups/{id}/restore"), &admin, Some(json!({ "to": { "kind": "database", "name": target } })))
+        .request(
+            Method::POST,
+            &format!("/v1/backups/{id}/restore"),
+            &admin,
+            Some(json!({ "to": { "kind": "database", "name": target } })),
+        )
         .await;
     assert_eq!(status, 503, "{refused}");
     let folder = other.join("restored");
     let (status, _) = app
-        .request(Method::POST, &format!("/v1/backups/{id}/restore"), &admin, Some(json!({ "to": { "kind": "folder", "path": folder } })))
+        .request(
+            Method::POST,
+            &format!("/v1/backups/{id}/restore"),
+            &admin,
+            Some(json!({ "to": { "kind": "folder", "path": folder } })),
+        )
         .await;
     assert_eq!(status, 503);
 
     // Nothing was created: no database, no staging database, no folder.
     let pool = sqlx::PgPool::connect(&source.url).await.unwrap();
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1 OR datname LIKE 'hs\\_incoming\\_%'")
-        .bind(&target)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_database WHERE datname = $1 OR datname LIKE 'hs\\_incoming\\_%'",
+    )
+    .bind(&target)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(left, 0);
     assert!(!folder.exists());
-    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1, "only the key file: no staging folder left");
+    assert_eq!(
+        std::fs::read_dir(&other).unwrap().count(),
+        1,
+        "only the key file: no staging folder left"
+    );
     app.stop().await;
     let _ = std::fs::remove_dir_all(other);
 }
@@ -263,20 +415,55 @@ async fn an_unreachable_source_fails_each_try_with_its_reason_and_is_retried() {
     }]))
     .await;
     let (status, _) = app
-        .request(Method::POST, "/v1/policies/gone/runs", &app.env.tokens.developer, None)
+        .request(
+            Method::POST,
+            "/v1/policies/gone/runs",
+            &app.env.tokens.developer,
+            None,
+        )
         .await;
     assert_eq!(status, 202);
     let failed = app.await_events("backup.v1.run.failed", 3).await;
-    assert!(failed.iter().all(|e| e["reason"].as_str().unwrap().contains("pg_dump")), "{failed:?}");
+    assert!(
+        failed
+            .iter()
+            .all(|e| e["reason"].as_str().unwrap().contains("pg_dump")),
+        "{failed:?}"
+    );
     let last = app.settled("gone").await;
-    assert_eq!((last["status"].as_str(), last["attempt"].as_i64()), (Some("failed"), Some(3)));
+    assert_eq!(
+        (last["status"].as_str(), last["attempt"].as_i64()),
+        (Some("failed"), Some(3))
+    );
     let backups = app.get("/v1/backups?policy=gone").await;
-    assert_eq!(backups.as_array().unwrap().len(), 3, "every try is listed, none as good");
-    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"homestation_backup_runs_total{service="backup",policy="gone",outcome="failed"} 3"#), "{metrics}");
+    assert_eq!(
+        backups.as_array().unwrap().len(),
+        3,
+        "every try is listed, none as good"
+    );
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"homestation_backup_runs_total{service="backup",policy="gone",outcome="failed"} 3"#
+        ),
+        "{metrics}"
+    );
 
     let (status, unknown) = app
-        .request(Method::POST, "/v1/policies/nope/runs", &app.env.tokens.developer, None)
+        .request(
+            Method::POST,
+            "/v1/policies/nope/runs",
+            &app.env.tokens.developer,
+            None,
+        )
         .await;
     assert_eq!(status, 404, "{unknown}");
     app.stop().await;
@@ -287,7 +474,10 @@ async fn a_jetstream_stream_and_a_folder_restore_into_a_folder() {
     let app0 = testkit::TestEnv::new().await;
     let client = async_nats::connect(testkit::nats_url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let stream = format!("{}_ORDERS", app0.namespace.as_str().replace('-', "_").to_uppercase());
+    let stream = format!(
+        "{}_ORDERS",
+        app0.namespace.as_str().replace('-', "_").to_uppercase()
+    );
     js.create_stream(async_nats::jetstream::stream::Config {
         name: stream.clone(),
         subjects: vec![format!("{stream}.>")],
@@ -296,7 +486,11 @@ async fn a_jetstream_stream_and_a_folder_restore_into_a_folder() {
     .await
     .unwrap();
     for i in 0..5 {
-        js.publish(format!("{stream}.placed"), format!("order {i}").into()).await.unwrap().await.unwrap();
+        js.publish(format!("{stream}.placed"), format!("order {i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
     let folder = common::scratch_dir();
     std::fs::write(folder.join("notes.txt"), "keep me").unwrap();
@@ -309,15 +503,33 @@ async fn a_jetstream_stream_and_a_folder_restore_into_a_folder() {
     assert_eq!(app.run("notes").await["status"], "succeeded");
     let backups = app.get("/v1/backups").await;
     let id_of = |policy: &str| {
-        backups.as_array().unwrap().iter().find(|b| b["policy"] == policy).unwrap()["id"].as_str().unwrap().to_owned()
+        backups
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["policy"] == policy)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
 
     let out = app.scratch.join("restored-orders");
     let (status, body) = app
-        .request(Method::POST, &format!("/v1/backups/{}/restore", id_of("orders")), &app.env.tokens.admin, Some(json!({ "to": { "kind": "folder", "path": out } })))
+        .request(
+            Method::POST,
+            &format!("/v1/backups/{}/restore", id_of("orders")),
+            &app.env.tokens.admin,
+            Some(json!({ "to": { "kind": "folder", "path": out } })),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
-    let file = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+    let file = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let lines: Vec<backup::sources::ExportedMessage> = std::fs::read_to_string(&file)
         .unwrap()
         .lines()
@@ -332,14 +544,30 @@ async fn a_jetstream_stream_and_a_folder_restore_into_a_folder() {
     std::fs::write(notes.join("already-here"), "x").unwrap();
     let to = json!({ "to": { "kind": "folder", "path": notes } });
     let (status, _) = app
-        .request(Method::POST, &format!("/v1/backups/{}/restore", id_of("notes")), &app.env.tokens.admin, Some(to.clone()))
+        .request(
+            Method::POST,
+            &format!("/v1/backups/{}/restore", id_of("notes")),
+            &app.env.tokens.admin,
+            Some(to.clone()),
+        )
         .await;
-    assert_eq!(status, 409, "a folder with files in it is not replaced unasked");
+    assert_eq!(
+        status, 409,
+        "a folder with files in it is not replaced unasked"
+    );
     let (status, _) = app
-        .request(Method::POST, &format!("/v1/backups/{}/restore", id_of("notes")), &app.env.tokens.admin, Some(json!({ "to": to["to"], "force": true })))
+        .request(
+            Method::POST,
+            &format!("/v1/backups/{}/restore", id_of("notes")),
+            &app.env.tokens.admin,
+            Some(json!({ "to": to["to"], "force": true })),
+        )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(std::fs::read_to_string(notes.join("notes.txt")).unwrap(), "keep me");
+    assert_eq!(
+        std::fs::read_to_string(notes.join("notes.txt")).unwrap(),
+        "keep me"
+    );
     assert!(!notes.join("already-here").exists());
     js.delete_stream(&stream).await.unwrap();
     app.stop().await;
@@ -361,19 +589,50 @@ async fn retention_deletes_what_no_rule_keeps_from_the_catalog_and_the_bucket() 
     for _ in 0..4 {
         ids.push(app.run("notes").await["id"].as_str().unwrap().to_owned());
     }
-    let listed: Vec<String> = app.get("/v1/backups?policy=notes").await.as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(listed, vec![ids[3].clone(), ids[2].clone()], "the two newest are kept");
-    let objects = app.s3.list_objects_v2().bucket(&app.bucket).send().await.unwrap();
-    assert_eq!(objects.contents().len(), 2, "and their objects are all that is left in the bucket");
+    let listed: Vec<String> = app
+        .get("/v1/backups?policy=notes")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        listed,
+        vec![ids[3].clone(), ids[2].clone()],
+        "the two newest are kept"
+    );
+    let objects = app
+        .s3
+        .list_objects_v2()
+        .bucket(&app.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        objects.contents().len(),
+        2,
+        "and their objects are all that is left in the bucket"
+    );
 
     // A backup being read is not deleted, even when no rule keeps it.
-    let reading = backup::catalog::start_reading(&app.pool, ids[2].parse().unwrap(), "restore").await.unwrap().unwrap();
+    let reading = backup::catalog::start_reading(&app.pool, ids[2].parse().unwrap(), "restore")
+        .await
+        .unwrap()
+        .unwrap();
     ids.push(app.run("notes").await["id"].as_str().unwrap().to_owned());
     ids.push(app.run("notes").await["id"].as_str().unwrap().to_owned());
     let listed = app.get("/v1/backups?policy=notes").await;
     assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
     reading.done().await;
-    let (_, pruned) = app.request(Method::POST, "/v1/policies/notes/prune", &app.env.tokens.admin, None).await;
+    let (_, pruned) = app
+        .request(
+            Method::POST,
+            "/v1/policies/notes/prune",
+            &app.env.tokens.admin,
+            None,
+        )
+        .await;
     assert_eq!(pruned["deleted"], json!([ids[2]]));
     app.stop().await;
     let _ = std::fs::remove_dir_all(folder);

@@ -70,7 +70,8 @@ pub fn key_file(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 pub fn scratch_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("hs-backup-test-{}", uuid::Uuid::new_v4().simple()));
+    let dir =
+        std::env::temp_dir().join(format!("hs-backup-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -108,7 +109,11 @@ impl TestBackup {
         this
     }
 
-    pub fn config(&self, policies: serde_json::Value, key_file: Option<&std::path::Path>) -> backup::Config {
+    pub fn config(
+        &self,
+        policies: serde_json::Value,
+        key_file: Option<&std::path::Path>,
+    ) -> backup::Config {
         backup::Config {
             http: service_kit::HttpSettings::with_port(0),
             database: self.env.database(),
@@ -128,7 +133,11 @@ impl TestBackup {
     }
 
     /// Stops the running service (if any) and starts it again with these policies and key.
-    pub async fn restart_with(&mut self, policies: serde_json::Value, key_file: Option<&std::path::Path>) {
+    pub async fn restart_with(
+        &mut self,
+        policies: serde_json::Value,
+        key_file: Option<&std::path::Path>,
+    ) {
         use service_kit::Service;
         if let Some(app) = self.app.take() {
             app.stop().await.expect("backup stops cleanly");
@@ -157,11 +166,16 @@ impl TestBackup {
         let response = request.send().await.expect("request");
         let status = response.status();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str) -> serde_json::Value {
-        let (status, body) = self.request(reqwest::Method::GET, path, &self.env.tokens.viewer, None).await;
+        let (status, body) = self
+            .request(reqwest::Method::GET, path, &self.env.tokens.viewer, None)
+            .await;
         assert!(status.is_success(), "GET {path}: {status} {body}");
         body
     }
@@ -169,7 +183,12 @@ impl TestBackup {
     /// Starts a run of `policy` and waits until its last try finished; returns that try.
     pub async fn run(&self, policy: &str) -> serde_json::Value {
         let (status, started) = self
-            .request(reqwest::Method::POST, &format!("/v1/policies/{policy}/runs"), &self.env.tokens.developer, None)
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/policies/{policy}/runs"),
+                &self.env.tokens.developer,
+                None,
+            )
             .await;
         assert_eq!(status, 202, "{started}");
         self.settled(policy).await
@@ -177,12 +196,22 @@ impl TestBackup {
 
     /// Waits until `policy` has no run in progress, and returns its newest try.
     pub async fn settled(&self, policy: &str) -> serde_json::Value {
-        testkit::eventually("the run to finish", std::time::Duration::from_secs(120), || async {
-            let policies = self.get("/v1/policies").await;
-            let p = policies.as_array()?.iter().find(|p| p["name"] == policy)?.clone();
-            (p["running"].is_null() && !p["last_run"].is_null() && p["last_run"]["status"] != "running")
-                .then(|| p["last_run"].clone())
-        })
+        testkit::eventually(
+            "the run to finish",
+            std::time::Duration::from_secs(120),
+            || async {
+                let policies = self.get("/v1/policies").await;
+                let p = policies
+                    .as_array()?
+                    .iter()
+                    .find(|p| p["name"] == policy)?
+                    .clone();
+                (p["running"].is_null()
+                    && !p["last_run"].is_null()
+                    && p["last_run"]["status"] != "running")
+                    .then(|| p["last_run"].clone())
+            },
+        )
         .await
     }
 
@@ -190,14 +219,18 @@ impl TestBackup {
     pub async fn events(&self) -> Vec<(String, serde_json::Value)> {
         let client = async_nats::connect(testkit::nats_url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
-        let Ok(mut stream) = js.get_stream(bus::Stream::Backup.name(&self.env.namespace)).await else {
+        let Ok(mut stream) = js
+            .get_stream(bus::Stream::Backup.name(&self.env.namespace))
+            .await
+        else {
             return Vec::new();
         };
         let last = stream.info().await.unwrap().state.last_sequence;
         let mut events = Vec::new();
         for seq in 1..=last {
             if let Ok(m) = stream.get_raw_message(seq).await {
-                let envelope = bus::Envelope::parse(&self.env.namespace, &m.subject, &m.payload).unwrap();
+                let envelope =
+                    bus::Envelope::parse(&self.env.namespace, &m.subject, &m.payload).unwrap();
                 let wire: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
                 events.push((envelope.event.subject().to_owned(), wire["data"].clone()));
             }
@@ -240,14 +273,21 @@ pub async fn database_with_rows(rows: i64) -> testkit::TestDatabase {
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::query("DELETE FROM nodes WHERE id > $1").bind(rows).execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM nodes WHERE id > $1")
+        .bind(rows)
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     db
 }
 
 pub async fn count_rows(url: &str) -> i64 {
     let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let n = sqlx::query_scalar("SELECT count(*) FROM nodes").fetch_one(&pool).await.unwrap();
+    let n = sqlx::query_scalar("SELECT count(*) FROM nodes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     n
 }
