@@ -334,17 +334,6 @@ pub fn edge_node(n: &Value) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tables_align_columns() {
-        let out = table(&["A", "LONGER"], &[vec!["wide-cell".into(), "x".into()]]);
-        assert_eq!(out, "A          LONGER\nwide-cell  x\n");
-    }
-}
-
 /// 1536 → "1.5 KiB".
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -509,4 +498,15 @@ pub fn drills(v: &Value) -> String {
         &["STARTED", "POLICY", "STATUS", "MS", "BACKUP", "REASON"],
         &rows,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let out = table(&["A", "LONGER"], &[vec!["wide-cell".into(), "x".into()]]);
+        assert_eq!(out, "A          LONGER\nwide-cell  x\n");
+    }
 }

@@ -76,6 +76,13 @@ pub struct Entry {
     pub source: Arc<dyn Source>,
 }
 
+/// Where backups go and how they are sealed.
+pub struct Store {
+    pub s3: aws_sdk_s3::Client,
+    pub part_size: usize,
+    pub wrap: Arc<dyn KeyWrap>,
+}
+
 /// A run in progress: which try, and how many source bytes have gone through.
 struct Running {
     run: Uuid,
@@ -180,9 +187,7 @@ fn io_failed(what: &str, e: impl std::fmt::Display) -> EngineError {
 impl Engine {
     pub fn new(
         pool: PgPool,
-        s3: aws_sdk_s3::Client,
-        part_size: usize,
-        wrap: Arc<dyn KeyWrap>,
+        store: Store,
         policies: Vec<Entry>,
         metrics: BackupMetrics,
         scratch: PathBuf,
@@ -190,9 +195,9 @@ impl Engine {
     ) -> Self {
         Self {
             pool,
-            s3,
-            part_size,
-            wrap,
+            s3: store.s3,
+            part_size: store.part_size,
+            wrap: store.wrap,
             policies: policies
                 .into_iter()
                 .map(|e| (e.policy.name.as_str().to_owned(), e))

@@ -230,9 +230,11 @@ impl service_kit::Service for Application {
         let bus_metrics = bus::BusMetrics::new(&metrics);
         let engine = Arc::new(Engine::new(
             self.pool.clone(),
-            self.s3,
-            self.config.s3.part_size(),
-            self.wrap,
+            engine::Store {
+                s3: self.s3,
+                part_size: self.config.s3.part_size(),
+                wrap: self.wrap,
+            },
             self.policies,
             metrics::BackupMetrics::new(&metrics),
             self.config.scratch_dir.clone(),
