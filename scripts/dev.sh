@@ -8,6 +8,8 @@ HTTP_PORT="${HOMESTATION_DEV_HTTP_PORT:-8080}"
 GRPC_PORT="${HOMESTATION_DEV_GRPC_PORT:-8081}"
 EDGE_PORT="${HOMESTATION_DEV_EDGE_PORT:-8082}"
 BAO_PORT="${HOMESTATION_DEV_BAO_PORT:-8200}"
+BACKUP_PORT="${HOMESTATION_DEV_BACKUP_PORT:-8083}"
+S3_PORT="${HOMESTATION_DEV_S3_PORT:-8084}"
 DATABASE="${HOMESTATION_DEV_DATABASE:-homestation}"
 EDGE_DATABASE="${HOMESTATION_DEV_EDGE_DATABASE:-edge_registry}"
 cd "$ROOT"
@@ -30,9 +32,9 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 echo "dev: building (the first build takes a few minutes)"
-cargo build --quiet --bin inventory --bin edge-registry --bin homestation --bin homestation-edge-agent
+cargo build --quiet --bin inventory --bin edge-registry --bin backup --bin homestation --bin homestation-edge-agent
 
-for db in "$DATABASE" "$EDGE_DATABASE"; do
+for db in "$DATABASE" "$EDGE_DATABASE" backup; do
   psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
     || psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db" >/dev/null
 done
@@ -76,7 +78,52 @@ HOMESTATION_EDGE_REGISTRY__AUTH__SERVICE_TOKENS="$HOMESTATION_INVENTORY__AUTH__S
   ./target/debug/edge-registry 2> >(tee -a "$STATE/edge-registry.log" >&2) &
 pids+=($!)
 
-for port in "$HTTP_PORT" "$EDGE_PORT"; do
+# S3 for backups: moto, in memory (backups made here are gone when `make dev` stops), with the bucket made now.
+moto_server -H 127.0.0.1 -p "$S3_PORT" > "$STATE/moto.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$S3_PORT" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -sf -X PUT "http://127.0.0.1:$S3_PORT/homestation-backups" >/dev/null
+# The key-encryption key of backups, made on this machine and never committed.
+backup_key="$STATE/backup.key"
+[ -s "$backup_key" ] || (umask 077; head -c 32 /dev/urandom > "$backup_key")
+cat > "$STATE/backup.toml" <<TOML
+bucket = "homestation-backups"
+scratch_dir = "$STATE/backup-scratch"
+[http]
+port = $BACKUP_PORT
+[database]
+url = "postgres://postgres@127.0.0.1:5432/backup"
+[s3]
+endpoint = "http://127.0.0.1:$S3_PORT"
+access_key_id = "dev"
+secret_access_key = "dev"
+[encryption]
+key_file = "$backup_key"
+key_id = "dev-key-file"
+[[auth.service_tokens]]
+name = "dev-admin"
+sha256 = "$token_sha"
+role = "admin"
+[[policies]]
+name = "inventory-db"
+schedule = "0 3 * * *"
+[policies.source]
+kind = "postgres"
+url = "postgres://postgres@127.0.0.1:5432/$DATABASE"
+[policies.drill]
+schedule = "0 4 * * 0"
+checks = [{ kind = "query", sql = "SELECT count(*) FROM nodes", min = 0 }]
+[[policies]]
+name = "edge-registry-db"
+schedule = "15 3 * * *"
+[policies.source]
+kind = "postgres"
+url = "postgres://postgres@127.0.0.1:5432/$EDGE_DATABASE"
+TOML
+HOMESTATION_CONFIG_FILE="$STATE/backup.toml" ./target/debug/backup 2> >(tee -a "$STATE/backup.log" >&2) &
+pids+=($!)
+
+for port in "$HTTP_PORT" "$EDGE_PORT" "$BACKUP_PORT"; do
   for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
     for pid in "${pids[@]}"; do
@@ -92,15 +139,18 @@ HomeStation is running:
   inventory REST   http://127.0.0.1:$HTTP_PORT/v1   (OpenAPI: /v1/openapi.json)
   inventory gRPC   127.0.0.1:$GRPC_PORT             (grpc.health.v1 included)
   edge-registry    http://127.0.0.1:$EDGE_PORT/v1   (OpenAPI: /v1/openapi.json)
+  backup           http://127.0.0.1:$BACKUP_PORT/v1   (OpenAPI: /v1/openapi.json; policies in .dev/backup.toml)
+  S3 (moto)        http://127.0.0.1:$S3_PORT        (in memory; bucket homestation-backups)
   OpenBao          http://127.0.0.1:$BAO_PORT       (dev mode, root token in .dev/openbao.token)
   health           http://127.0.0.1:$HTTP_PORT/healthz  /readyz  /metrics
   PostgreSQL       postgres://postgres@127.0.0.1:5432/$DATABASE
   NATS JetStream   nats://127.0.0.1:4222
-  logs             .dev/inventory.log, .dev/edge-registry.log, .dev/openbao.log
+  logs             .dev/inventory.log, .dev/edge-registry.log, .dev/backup.log, .dev/openbao.log
 
 In another shell:
   export PATH="$ROOT/target/debug:\$PATH" HOMESTATION_TOKEN_FILE="$token_file"
   homestation status
+  homestation backup run inventory-db && homestation backup drills --run inventory-db
   homestation edge token create --ttl 1h        # then enrol a simulated Jetson (recorded AGX Orin facts):
   HOMESTATION_JOIN_TOKEN=<token> homestation-edge-agent --registry http://127.0.0.1:$EDGE_PORT \\
     --recorded edge-agent/tests/fixtures/agx-orin-jp6 --root .dev/edge-root --state-dir .dev/edge-root/state
