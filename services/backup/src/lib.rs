@@ -18,6 +18,7 @@ pub mod retention;
 pub mod s3;
 pub mod sources;
 pub mod transit;
+pub mod velero;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -122,6 +123,8 @@ pub enum Error {
     Load(#[from] engine::EngineError),
     #[error(transparent)]
     Task(#[from] service_kit::shutdown::TaskError),
+    #[error("connecting to the Kubernetes API (a policy backs up Velero)")]
+    Kube(#[source] kube::Error),
 }
 
 pub struct Application {
@@ -163,11 +166,12 @@ fn key_wrap(config: &Config) -> Result<Arc<dyn KeyWrap>, Error> {
 }
 
 fn build_source(
-    settings: &SourceSettings,
+    policy: &policy::Policy,
     config: &Config,
     bus: &bus::Connection,
+    kube: Option<&kube::Client>,
 ) -> Arc<dyn Source> {
-    match settings {
+    match &policy.source {
         SourceSettings::Postgres { url } => Arc::new(Postgres { url: url.clone() }),
         SourceSettings::Vault { address, token } => Arc::new(VaultServer {
             address: address
@@ -181,6 +185,13 @@ fn build_source(
             stream: stream.clone(),
         }),
         SourceSettings::Folder { path } => Arc::new(Folder { path: path.clone() }),
+        SourceSettings::Velero(settings) => Arc::new(velero::Velero::new(
+            kube.expect("a Kubernetes client is made when a policy backs up Velero")
+                .clone(),
+            policy.name.as_str(),
+            settings.clone(),
+            policy.retention.min_age,
+        )),
     }
 }
 
@@ -204,13 +215,39 @@ impl service_kit::Service for Application {
                 "runs interrupted by the last stop were failed and their uploads aborted"
             );
         }
-        let policies = policies
-            .into_iter()
-            .map(|policy| Entry {
-                source: build_source(&policy.source, &config, &bus),
+        let kube = if policies
+            .iter()
+            .any(|p| p.kind == retention::SourceKind::Velero)
+        {
+            Some(kube::Client::try_default().await.map_err(Error::Kube)?)
+        } else {
+            None
+        };
+        let mut entries = Vec::new();
+        for policy in policies {
+            if let (SourceSettings::Velero(settings), Some(client)) = (&policy.source, &kube) {
+                let velero = velero::Velero::new(
+                    client.clone(),
+                    policy.name.as_str(),
+                    settings.clone(),
+                    policy.retention.min_age,
+                );
+                match velero.apply_schedule().await {
+                    Ok(Some(name)) => {
+                        tracing::info!(policy = policy.name.as_str(), schedule = %name, "Velero schedule applied")
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(policy = policy.name.as_str(), error = %e, "applying the Velero schedule failed; HomeStation's own runs go on")
+                    }
+                }
+            }
+            entries.push(Entry {
+                source: build_source(&policy, &config, &bus, kube.as_ref()),
                 policy,
-            })
-            .collect();
+            });
+        }
+        let policies = entries;
         let http = config.http.bind().await.map_err(Error::Bind)?;
         Ok(Self {
             http,

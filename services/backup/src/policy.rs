@@ -239,6 +239,20 @@ mod tests {
         }))
         .unwrap_err();
         assert!(too_short.reason.contains("at least 7 days"), "{too_short}");
+        let velero = parse(json!({ "name": "cluster", "source": { "kind": "velero", "included_namespaces": ["apps"] } })).unwrap();
+        assert_eq!(
+            velero.retention.min_age,
+            chrono::Duration::days(30),
+            "Velero backups live 30 days"
+        );
+        let velero_short = parse(json!({
+            "name": "cluster", "source": { "kind": "velero" }, "retention": { "min_age_days": 14 }
+        }))
+        .unwrap_err();
+        assert!(
+            velero_short.reason.contains("at least 30 days"),
+            "{velero_short}"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - `postgres`: `pg_dump --format=custom`, streamed from its stdout;
 //! - `vault`: an OpenBao/Vault raft snapshot (`GET /v1/sys/storage/raft/snapshot`), streamed from the response;
 //! - `jetstream`: every message of a JetStream stream, read by an ordered consumer, as JSON lines;
-//! - `folder`: a tar archive of a local folder (`tar --create`).
+//! - `folder`: a tar archive of a local folder (`tar --create`);
+//! - `velero`: a `velero.io/v1` Backup created and watched through the Kubernetes API ([`crate::velero`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -70,6 +71,7 @@ pub enum SourceSettings {
     Folder {
         path: PathBuf,
     },
+    Velero(crate::velero::VeleroSettings),
 }
 
 impl SourceSettings {
@@ -79,6 +81,7 @@ impl SourceSettings {
             Self::Vault { .. } => SourceKind::Vault,
             Self::Jetstream { .. } => SourceKind::JetStream,
             Self::Folder { .. } => SourceKind::Folder,
+            Self::Velero(_) => SourceKind::Velero,
         }
     }
 }

@@ -637,3 +637,52 @@ async fn retention_deletes_what_no_rule_keeps_from_the_catalog_and_the_bucket() 
     app.stop().await;
     let _ = std::fs::remove_dir_all(folder);
 }
+
+#[tokio::test]
+async fn the_scheduler_runs_backups_and_drills_when_their_cron_says() {
+    let folder = common::scratch_dir();
+    std::fs::write(folder.join("a.txt"), "a").unwrap();
+    // Every minute: the test waits at most for the next minute to begin, plus the run.
+    let app = TestBackup::start(json!([{
+        "name": "minutely",
+        "schedule": "* * * * *",
+        "source": { "kind": "folder", "path": folder },
+        "drill": { "schedule": "* * * * *", "checks": [{ "kind": "files", "paths": ["a.txt"] }] }
+    }]))
+    .await;
+    let policies = app.get("/v1/policies").await;
+    let next: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(policies[0]["next_run"].clone()).unwrap();
+    assert!(
+        next > chrono::Utc::now() && next <= chrono::Utc::now() + chrono::Duration::seconds(61)
+    );
+    let run = testkit::eventually(
+        "a scheduled run",
+        std::time::Duration::from_secs(150),
+        || async {
+            let backups = app.get("/v1/backups?policy=minutely").await;
+            backups
+                .as_array()?
+                .iter()
+                .find(|b| b["status"] == "succeeded")
+                .cloned()
+        },
+    )
+    .await;
+    assert!(run["started_at"].as_str().unwrap() >= next.to_rfc3339().as_str().get(..19).unwrap());
+    testkit::eventually(
+        "a scheduled drill that passes",
+        std::time::Duration::from_secs(150),
+        || async {
+            let drills = app.get("/v1/drills?policy=minutely").await;
+            drills
+                .as_array()?
+                .iter()
+                .find(|d| d["status"] == "passed")
+                .cloned()
+        },
+    )
+    .await;
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(folder);
+}
