@@ -398,6 +398,24 @@ impl Engine {
         Ok(backup)
     }
 
+    /// Streams a stored backup through every check into `sink`; fails when a chunk or a digest does not match.
+    async fn read_backup<W: io::Write + Send + 'static>(
+        &self,
+        backup: &Backup,
+        digests: &Digests,
+        sink: W,
+    ) -> Result<Digests, s3::UploadError> {
+        s3::restore(
+            &self.s3,
+            &backup.bucket,
+            &backup.object_key,
+            self.wrap.clone(),
+            digests.clone(),
+            sink,
+        )
+        .await
+    }
+
     /// Downloads, decrypts and checks both digests, writing the plaintext nowhere.
     async fn check_object(
         &self,
@@ -568,15 +586,7 @@ impl Engine {
     ) -> Result<()> {
         let (restore, stdin) =
             postgres::start_restore(url).map_err(|e| io_failed("pg_restore", e))?;
-        let streamed = s3::restore(
-            &self.s3,
-            &backup.bucket,
-            &backup.object_key,
-            self.wrap.clone(),
-            digests.clone(),
-            stdin,
-        )
-        .await;
+        let streamed = self.read_backup(backup, digests, stdin).await;
         let applied = tokio::task::spawn_blocking(move || restore.finish())
             .await
             .map_err(|e| io_failed("pg_restore", e))?;
@@ -634,20 +644,10 @@ impl Engine {
         digests: &Digests,
         dir: &Path,
     ) -> Result<u64> {
-        let read = |sink| {
-            s3::restore(
-                &self.s3,
-                &backup.bucket,
-                &backup.object_key,
-                self.wrap.clone(),
-                digests.clone(),
-                sink,
-            )
-        };
         if entry.policy.kind == SourceKind::Folder {
             let (tar, stdin) =
                 crate::sources::extract_into(dir).map_err(|e| io_failed("tar", e))?;
-            let streamed = read(Box::new(stdin) as Box<dyn io::Write + Send>).await;
+            let streamed = self.read_backup(backup, digests, stdin).await;
             let extracted = tokio::task::spawn_blocking(move || tar.finish())
                 .await
                 .map_err(|e| io_failed("tar", e))?;
@@ -665,7 +665,8 @@ impl Engine {
         let file = dir.join(format!("{}-{}.{extension}", backup.policy, backup.id));
         let out = std::fs::File::create(&file)
             .map_err(|e| io_failed(&format!("creating {}", file.display()), e))?;
-        let opened = read(Box::new(out) as Box<dyn io::Write + Send>)
+        let opened = self
+            .read_backup(backup, digests, out)
             .await
             .map_err(|e| io_failed("reading the backup", e))?;
         Ok(opened.plaintext_bytes)
@@ -703,14 +704,7 @@ impl Engine {
                 ))
             })?;
         let (sink, chunks) = channel::writer();
-        let streamed = s3::restore(
-            &self.s3,
-            &backup.bucket,
-            &backup.object_key,
-            self.wrap.clone(),
-            digests.clone(),
-            sink,
-        );
+        let streamed = self.read_backup(backup, digests, sink);
         let (streamed, applied) = tokio::join!(streamed, vault.restore_snapshot(chunks, true));
         applied.map_err(|e| EngineError::Failed(e.to_string()))?;
         streamed.map_err(|e| io_failed("reading the backup", e))?;

@@ -656,33 +656,25 @@ async fn the_scheduler_runs_backups_and_drills_when_their_cron_says() {
     assert!(
         next > chrono::Utc::now() && next <= chrono::Utc::now() + chrono::Duration::seconds(61)
     );
-    let run = testkit::eventually(
-        "a scheduled run",
-        std::time::Duration::from_secs(150),
-        || async {
-            let backups = app.get("/v1/backups?policy=minutely").await;
-            backups
-                .as_array()?
-                .iter()
-                .find(|b| b["status"] == "succeeded")
-                .cloned()
-        },
-    )
-    .await;
+    // The first of `path`'s items with `status`, once there is one.
+    let first = |path: &'static str, status: &'static str| {
+        let app = &app;
+        testkit::eventually(
+            path,
+            std::time::Duration::from_secs(150),
+            move || async move {
+                let items = app.get(path).await;
+                items
+                    .as_array()?
+                    .iter()
+                    .find(|i| i["status"] == status)
+                    .cloned()
+            },
+        )
+    };
+    let run = first("/v1/backups?policy=minutely", "succeeded").await;
     assert!(run["started_at"].as_str().unwrap() >= next.to_rfc3339().as_str().get(..19).unwrap());
-    testkit::eventually(
-        "a scheduled drill that passes",
-        std::time::Duration::from_secs(150),
-        || async {
-            let drills = app.get("/v1/drills?policy=minutely").await;
-            drills
-                .as_array()?
-                .iter()
-                .find(|d| d["status"] == "passed")
-                .cloned()
-        },
-    )
-    .await;
+    first("/v1/drills?policy=minutely", "passed").await;
     app.stop().await;
     let _ = std::fs::remove_dir_all(folder);
 }
