@@ -119,15 +119,7 @@ async fn a_database_is_backed_up_verified_and_restored_into_a_new_database() {
     assert_eq!(started[0]["run_id"], json!(id));
     assert_eq!(succeeded[0]["source"], "postgres");
     assert!(succeeded[0]["bytes"].as_u64().unwrap() > 0);
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             r#"homestation_backup_last_success_timestamp_seconds{service="backup",policy="shop"}"#
@@ -441,15 +433,7 @@ async fn an_unreachable_source_fails_each_try_with_its_reason_and_is_retried() {
         3,
         "every try is listed, none as good"
     );
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             r#"homestation_backup_runs_total{service="backup",policy="gone",outcome="failed"} 3"#

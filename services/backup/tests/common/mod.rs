@@ -180,6 +180,20 @@ impl TestBackup {
         body
     }
 
+    /// The service's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await;
+        response
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Starts a run of `policy` and waits until its last try finished; returns that try.
     pub async fn run(&self, policy: &str) -> serde_json::Value {
         let (status, started) = self
