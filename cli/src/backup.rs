@@ -15,6 +15,7 @@ pub enum BackupCommand {
     Policies,
     /// Run a policy now and follow it (bytes, rate and ETA on a terminal) until its last try ends.
     Run {
+        /// The policy's name (from `homestation backup policies`).
         policy: String,
         /// Start the run and return at once, printing its id.
         #[arg(long)]
@@ -29,9 +30,13 @@ pub enum BackupCommand {
         limit: u32,
     },
     /// Download a backup, decrypt every chunk and check both SHA-256 (exit 1 when it does not verify).
-    Verify { id: String },
+    Verify {
+        /// The backup's id (from `homestation backup list`).
+        id: String,
+    },
     /// Restore a backup (Admin). Nothing existing is replaced without --force.
     Restore {
+        /// The backup's id (from `homestation backup list`).
         id: String,
         /// database[:NAME] (a new database by default), folder:/ABSOLUTE/PATH, or vault.
         #[arg(long, value_parser = parse_target)]

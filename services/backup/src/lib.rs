@@ -155,7 +155,7 @@ fn key_wrap(config: &Config) -> Result<Arc<dyn KeyWrap>, Error> {
         }
         (None, Some(path)) => LocalKey::from_file(&e.key_id, path)
             .map(|k| Arc::new(k) as Arc<dyn KeyWrap>)
-            .map_err(|err| Error::Config(format!("encryption.key_file: {err}"))),
+            .map_err(|err| Error::Config(format!("encryption.key_file {}: {err}", path.display()))),
         (Some(_), Some(_)) => Err(Error::Config(
             "encryption: set transit_key or key_file, not both".into(),
         )),
