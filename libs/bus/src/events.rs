@@ -69,6 +69,8 @@ events! {
     BackupDrillFailed => "backup.v1.drill.failed" in Backup: BackupDrill,
     /// A secret got a new version; the value itself never travels on the bus.
     SecretRotated => "secrets.v1.rotated" in Secrets: SecretRotated,
+    /// A consumer reloaded a rotated secret's version.
+    SecretAcknowledged => "secrets.v1.acknowledged" in Secrets: SecretAcknowledged,
     /// Something in inventory's view of the lab changed.
     InventoryChanged => "inventory.v1.changed" in Inventory: InventoryChanged,
 }
@@ -145,6 +147,14 @@ pub struct BackupDrill {
 pub struct SecretRotated {
     pub path: String,
     pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretAcknowledged {
+    pub path: String,
+    pub version: u64,
+    /// The service that now uses this version.
+    pub consumer: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod cron;
 pub mod error;
 pub mod extract;
 pub mod health;

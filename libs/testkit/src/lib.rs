@@ -16,7 +16,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use uuid::Uuid;
 
 mod servers;
-pub use servers::{OpenBao, S3Server, openbao, openbao_raft, s3};
+pub use servers::{
+    OpenBao, PasswordPostgres, S3Server, openbao, openbao_raft, postgres_with_passwords, s3,
+};
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";

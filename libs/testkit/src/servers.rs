@@ -331,3 +331,112 @@ pub async fn s3() -> S3Server {
         _process: process,
     }
 }
+
+/// A PostgreSQL server of this test's own that checks passwords (SCRAM-SHA-256 over TCP), unlike the shared
+/// one (trust): what credential-rotation tests need. Its superuser password is made here. About 3 s.
+pub struct PasswordPostgres {
+    pub port: u16,
+    /// `postgres://postgres:<password>@127.0.0.1:<port>/postgres`
+    pub admin_url: String,
+    _process: Process,
+}
+
+fn postgres_tool(tool: &str) -> String {
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|v| v.path().join("bin").join(tool))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| tool.to_owned())
+}
+
+/// Runs PostgreSQL's tools as the `postgres` user when the tests run as root (they refuse root);
+/// `setpriv` execs in place, so killing the child kills the server.
+fn as_postgres(tool: &str) -> Command {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if is_root {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+        ])
+        .arg(postgres_tool(tool));
+        c
+    } else {
+        Command::new(postgres_tool(tool))
+    }
+}
+
+pub async fn postgres_with_passwords() -> PasswordPostgres {
+    let password = format!("pw{}", Uuid::new_v4().simple());
+    let pw = password.clone();
+    let (process, port) = start(
+        "postgres (password auth)",
+        move |port, dir| {
+            // The folder is the postgres user's, so the server (not root) can write its data there.
+            let _ = Command::new("chown")
+                .args(["postgres", &dir.display().to_string()])
+                .status();
+            let pwfile = dir.join("pw");
+            std::fs::write(&pwfile, &pw).expect("write the password file");
+            let _ = Command::new("chown")
+                .args(["postgres", &pwfile.display().to_string()])
+                .status();
+            let data = dir.join("data");
+            let initdb = as_postgres("initdb")
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                ])
+                .arg(format!("--pwfile={}", pwfile.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("initdb runs");
+            assert!(initdb.success(), "initdb failed");
+            let mut server = as_postgres("postgres");
+            server
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-p",
+                    &port.to_string(),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=off",
+                ])
+                .arg("-k")
+                .arg(dir);
+            server
+        },
+        |port| {
+            let url = format!("postgres://postgres:{password}@127.0.0.1:{port}/postgres");
+            async move {
+                use sqlx::Connection;
+                sqlx::PgConnection::connect(&url).await.is_ok()
+            }
+        },
+    )
+    .await;
+    PasswordPostgres {
+        port,
+        admin_url: format!("postgres://postgres:{password}@127.0.0.1:{port}/postgres"),
+        _process: process,
+    }
+}

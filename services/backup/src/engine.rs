@@ -892,53 +892,38 @@ impl Engine {
             Run,
             Drill,
         }
-        let mut jobs: Vec<(String, Job, crate::cron::Schedule)> = Vec::new();
+        let mut jobs = Vec::new();
         for (name, entry) in &self.policies {
             if let Some(s) = &entry.policy.schedule {
-                jobs.push((name.clone(), Job::Run, s.clone()));
+                jobs.push(((name.clone(), Job::Run), s.clone()));
             }
             if let Some(d) = &entry.policy.drill {
-                jobs.push((name.clone(), Job::Drill, d.schedule.clone()));
+                jobs.push(((name.clone(), Job::Drill), d.schedule.clone()));
             }
         }
-        let now = Utc::now();
-        let mut due: Vec<Option<DateTime<Utc>>> =
-            jobs.iter().map(|(_, _, s)| s.next_after(now)).collect();
-        loop {
-            let Some((i, at)) = due
-                .iter()
-                .enumerate()
-                .filter_map(|(i, t)| t.map(|t| (i, t)))
-                .min_by_key(|(_, t)| *t)
-            else {
-                self.shutdown.wait().await;
-                return Ok(());
-            };
-            let wait = (at - Utc::now()).to_std().unwrap_or_default();
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.shutdown.wait() => return Ok(()),
-            }
-            let (name, job, schedule) = &jobs[i];
-            due[i] = schedule.next_after(at);
-            match job {
-                Job::Run => match self.start_run(name).await {
-                    Ok(run) => tracing::info!(policy = %name, %run, "scheduled backup started"),
-                    Err(e) => {
-                        tracing::warn!(policy = %name, error = %e, "scheduled backup did not start")
-                    }
-                },
-                Job::Drill => {
-                    let engine = self.clone();
-                    let name = name.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = engine.drill(&name).await {
-                            tracing::warn!(policy = %name, error = %e, "scheduled drill did not run");
+        let engine = self.clone();
+        service_kit::cron::run_schedules(jobs, self.shutdown.clone(), move |(name, job)| {
+            let engine = engine.clone();
+            let (name, job) = (name.clone(), *job);
+            async move {
+                match job {
+                    Job::Run => match engine.start_run(&name).await {
+                        Ok(run) => tracing::info!(policy = %name, %run, "scheduled backup started"),
+                        Err(e) => {
+                            tracing::warn!(policy = %name, error = %e, "scheduled backup did not start")
                         }
-                    });
+                    },
+                    Job::Drill => {
+                        tokio::spawn(async move {
+                            if let Err(e) = engine.drill(&name).await {
+                                tracing::warn!(policy = %name, error = %e, "scheduled drill did not run");
+                            }
+                        });
+                    }
                 }
             }
-        }
+        })
+        .await
     }
 }
 

@@ -6,7 +6,6 @@
 pub mod api;
 pub mod catalog;
 pub mod channel;
-pub mod cron;
 pub mod engine;
 pub mod format;
 pub mod metrics;

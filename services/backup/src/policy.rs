@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use service_kit::names::Name;
 use utoipa::ToSchema;
 
-use crate::cron::Schedule;
 use crate::retention::{Retention, SourceKind};
 use crate::sources::SourceSettings;
+use service_kit::cron::Schedule;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,7 +157,7 @@ impl Policy {
                     schedule: d
                         .schedule
                         .parse()
-                        .map_err(|e: crate::cron::CronError| error(e.to_string()))?,
+                        .map_err(|e: service_kit::cron::CronError| error(e.to_string()))?,
                     checks: d.checks.clone(),
                 })
             }

@@ -259,10 +259,22 @@ async fn drills_restore_into_scratch_check_and_record_their_result() {
 
     // The scratch databases and folders are gone, the results are kept and announced.
     let pool = sqlx::PgPool::connect(&source.url).await.unwrap();
-    let scratch: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname LIKE 'hs\\_drill\\_%' OR datname LIKE 'hs\\_incoming\\_%'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    // This test's scratch databases, named after its drills (other tests run beside it).
+    let names: Vec<String> = [&passed, &failed]
+        .iter()
+        .map(|d| {
+            format!(
+                "hs_drill_{}",
+                &d["id"].as_str().unwrap().replace('-', "")[24..]
+            )
+        })
+        .collect();
+    let scratch: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = ANY($1)")
+            .bind(&names)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(scratch, 0);
     let drills = app.get("/v1/drills").await;
     assert_eq!(drills.as_array().unwrap().len(), 3);
@@ -377,15 +389,16 @@ async fn a_corrupted_object_or_a_wrong_key_fails_verify_and_restore_and_touches_
         .await;
     assert_eq!(status, 503);
 
-    // Nothing was created: no database, no staging database, no folder.
+    // Nothing was created: no database, no staging database (this backup's; other tests run beside), no folder.
     let pool = sqlx::PgPool::connect(&source.url).await.unwrap();
-    let left: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_database WHERE datname = $1 OR datname LIKE 'hs\\_incoming\\_%'",
-    )
-    .bind(&target)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let staging = format!("hs_incoming_{}", &id.replace('-', "")[24..]);
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname IN ($1, $2)")
+            .bind(&target)
+            .bind(&staging)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(left, 0);
     assert!(!folder.exists());
     assert_eq!(

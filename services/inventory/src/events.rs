@@ -106,7 +106,9 @@ async fn apply(tx: &mut Tx<'_>, envelope: &Envelope) -> Result<(), Failure> {
             store::record_activity(tx, envelope, "secret", &s.path, "rotated", detail).await?;
             Ok(())
         }
-        Event::NodeHeartbeat(_) | Event::InventoryChanged(_) => Ok(()),
+        Event::NodeHeartbeat(_) | Event::InventoryChanged(_) | Event::SecretAcknowledged(_) => {
+            Ok(())
+        }
     }
 }
 

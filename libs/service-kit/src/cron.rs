@@ -155,6 +155,39 @@ impl Schedule {
     }
 }
 
+/// Calls `fire` with each job's key when its schedule is due, until shutdown. `fire` should return quickly
+/// (spawn long work): a slow one delays the jobs after it, never skips them.
+pub async fn run_schedules<K, F, Fut>(
+    jobs: Vec<(K, Schedule)>,
+    shutdown: crate::Shutdown,
+    mut fire: F,
+) -> Result<(), std::convert::Infallible>
+where
+    F: FnMut(&K) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let now = Utc::now();
+    let mut due: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|(_, s)| s.next_after(now)).collect();
+    loop {
+        let Some((i, at)) = due
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.map(|t| (i, t)))
+            .min_by_key(|(_, t)| *t)
+        else {
+            shutdown.wait().await;
+            return Ok(());
+        };
+        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait() => return Ok(()),
+        }
+        due[i] = jobs[i].1.next_after(at);
+        fire(&jobs[i].0).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
