@@ -1,0 +1,140 @@
+//! The rotator against a fresh database, NATS namespace and OpenBao dev server of the test's own.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use service_kit::{HttpSettings, Service, VaultSettings};
+
+pub struct TestRotator {
+    pub base: String,
+    pub env: testkit::TestEnv,
+    pub bao: testkit::OpenBao,
+    pub client: reqwest::Client,
+    pub bus: bus::Connection,
+    app: Option<testkit::RunningApp>,
+}
+
+impl TestRotator {
+    pub async fn start(policies: Value) -> Self {
+        let env = testkit::TestEnv::new().await;
+        let bao = testkit::openbao().await;
+        let bus = bus::Connection::open(&env.nats(), "test-consumer").await.unwrap();
+        let mut this = Self {
+            base: String::new(),
+            env,
+            bao,
+            client: testkit::http_client(),
+            bus,
+            app: None,
+        };
+        this.restart(policies).await;
+        this
+    }
+
+    pub fn vault(&self) -> VaultSettings {
+        VaultSettings {
+            address: self.bao.address.clone(),
+            token: SecretString::from(self.bao.root_token.clone()),
+            kv_mount: "secret".into(),
+        }
+    }
+
+    pub fn config(&self, policies: Value) -> secrets_rotator::Config {
+        secrets_rotator::Config {
+            http: HttpSettings::with_port(0),
+            database: self.env.database(),
+            nats: self.env.nats(),
+            auth: self.env.auth(),
+            vault: self.vault(),
+            policies: serde_json::from_value(policies).expect("policies parse"),
+            shutdown_grace_secs: 5,
+            ..Default::default()
+        }
+    }
+
+    pub async fn restart(&mut self, policies: Value) {
+        if let Some(app) = self.app.take() {
+            app.stop().await.expect("the rotator stops cleanly");
+        }
+        let app = secrets_rotator::Application::build(self.config(policies))
+            .await
+            .expect("the rotator builds");
+        self.base = format!("http://{}", app.http_addr());
+        self.app = Some(testkit::spawn(app));
+    }
+
+    pub async fn rotate(&self, path: &str) -> (reqwest::StatusCode, Value) {
+        self.post("/v1/rotations", &self.env.tokens.admin, json!({ "path": path }))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (reqwest::StatusCode, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (reqwest::StatusCode, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A consumer of `path` as a service runs one: it reloads on rotation and acknowledges.
+    pub async fn consumer(&self, path: &str, name: &str) -> secrets_client::Secret {
+        let vault = Arc::new(self.vault().client().unwrap());
+        secrets_client::watch(
+            self.bus.client.clone(),
+            self.bus.namespace.clone(),
+            bus::Publisher::new(self.bus.js.clone(), self.bus.namespace.clone(), "test-consumer"),
+            vault,
+            secrets_client::WatchSettings {
+                mount: "secret".into(),
+                path: path.into(),
+                consumer: name.into(),
+            },
+        )
+        .await
+        .expect("the consumer reads the secret")
+    }
+
+    /// The `secrets.v1.*` events published so far, as (subject, data).
+    pub async fn events(&self) -> Vec<(String, Value)> {
+        let js = &self.bus.js;
+        let Ok(mut stream) = js.get_stream(bus::Stream::Secrets.name(&self.env.namespace)).await else {
+            return Vec::new();
+        };
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let mut events = Vec::new();
+        for seq in 1..=last {
+            if let Ok(m) = stream.get_raw_message(seq).await {
+                let envelope = bus::Envelope::parse(&self.env.namespace, &m.subject, &m.payload).unwrap();
+                let wire: Value = serde_json::from_slice(&m.payload).unwrap();
+                events.push((envelope.event.subject().to_owned(), wire["data"].clone()));
+            }
+        }
+        events
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await.expect("the rotator stops cleanly");
+        }
+        self.env.cleanup().await;
+    }
+}
