@@ -97,13 +97,16 @@ async fn read(
     Ok(Versioned { version, data })
 }
 
-/// Reads the secret now and keeps it current until the returned [`Secret`] is dropped.
+/// Reads the secret now and keeps it current until the returned [`Secret`] is dropped. `apply` is called
+/// with each new version before it is acknowledged: put it to use there (swap a pool's connect options,
+/// reload a TLS config), so the rotator retires the old value only once nothing here needs it.
 pub async fn watch(
     nats: async_nats::Client,
     namespace: Namespace,
     publisher: Publisher,
     vault: Arc<VaultClient>,
     settings: WatchSettings,
+    apply: impl Fn(&Versioned) + Send + Sync + 'static,
 ) -> Result<Secret, WatchError> {
     let subject = namespace.subject(bus::Kind::SecretRotated.pattern());
     let mut rotations = nats
@@ -126,6 +129,7 @@ pub async fn watch(
             }
             match read(&vault, &settings, Some(rotated.version)).await {
                 Ok(new) => {
+                    apply(&new);
                     tx.send_replace(Arc::new(new));
                     let ack = Event::SecretAcknowledged(SecretAcknowledged {
                         path: settings.path.clone(),

@@ -420,6 +420,8 @@ pub async fn postgres_with_passwords() -> PasswordPostgres {
                     "listen_addresses=127.0.0.1",
                     "-c",
                     "fsync=off",
+                    "-c",
+                    "max_connections=300",
                 ])
                 .arg("-k")
                 .arg(dir);

@@ -20,7 +20,9 @@ impl TestRotator {
     pub async fn start(policies: Value) -> Self {
         let env = testkit::TestEnv::new().await;
         let bao = testkit::openbao().await;
-        let bus = bus::Connection::open(&env.nats(), "test-consumer").await.unwrap();
+        let bus = bus::Connection::open(&env.nats(), "test-consumer")
+            .await
+            .unwrap();
         let mut this = Self {
             base: String::new(),
             env,
@@ -66,8 +68,12 @@ impl TestRotator {
     }
 
     pub async fn rotate(&self, path: &str) -> (reqwest::StatusCode, Value) {
-        self.post("/v1/rotations", &self.env.tokens.admin, json!({ "path": path }))
-            .await
+        self.post(
+            "/v1/rotations",
+            &self.env.tokens.admin,
+            json!({ "path": path }),
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> (reqwest::StatusCode, Value) {
@@ -97,17 +103,32 @@ impl TestRotator {
 
     /// A consumer of `path` as a service runs one: it reloads on rotation and acknowledges.
     pub async fn consumer(&self, path: &str, name: &str) -> secrets_client::Secret {
+        self.consumer_applying(path, name, |_| {}).await
+    }
+
+    /// A consumer that puts each new version to use with `apply` before acknowledging it.
+    pub async fn consumer_applying(
+        &self,
+        path: &str,
+        name: &str,
+        apply: impl Fn(&secrets_client::Versioned) + Send + Sync + 'static,
+    ) -> secrets_client::Secret {
         let vault = Arc::new(self.vault().client().unwrap());
         secrets_client::watch(
             self.bus.client.clone(),
             self.bus.namespace.clone(),
-            bus::Publisher::new(self.bus.js.clone(), self.bus.namespace.clone(), "test-consumer"),
+            bus::Publisher::new(
+                self.bus.js.clone(),
+                self.bus.namespace.clone(),
+                "test-consumer",
+            ),
             vault,
             secrets_client::WatchSettings {
                 mount: "secret".into(),
                 path: path.into(),
                 consumer: name.into(),
             },
+            apply,
         )
         .await
         .expect("the consumer reads the secret")
@@ -116,14 +137,18 @@ impl TestRotator {
     /// The `secrets.v1.*` events published so far, as (subject, data).
     pub async fn events(&self) -> Vec<(String, Value)> {
         let js = &self.bus.js;
-        let Ok(mut stream) = js.get_stream(bus::Stream::Secrets.name(&self.env.namespace)).await else {
+        let Ok(mut stream) = js
+            .get_stream(bus::Stream::Secrets.name(&self.env.namespace))
+            .await
+        else {
             return Vec::new();
         };
         let last = stream.info().await.unwrap().state.last_sequence;
         let mut events = Vec::new();
         for seq in 1..=last {
             if let Ok(m) = stream.get_raw_message(seq).await {
-                let envelope = bus::Envelope::parse(&self.env.namespace, &m.subject, &m.payload).unwrap();
+                let envelope =
+                    bus::Envelope::parse(&self.env.namespace, &m.subject, &m.payload).unwrap();
                 let wire: Value = serde_json::from_slice(&m.payload).unwrap();
                 events.push((envelope.event.subject().to_owned(), wire["data"].clone()));
             }
