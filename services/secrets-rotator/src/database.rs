@@ -25,7 +25,11 @@ pub async fn set_password(
     role: &str,
     password: &SecretString,
 ) -> Result<(), DbError> {
-    let mut admin = PgConnection::connect(admin_url.expose_secret())
+    // Statement logging off: the verifier is not the password, but it has no business in logs either.
+    let mut admin = PgConnectOptions::from_str(admin_url.expose_secret())
+        .map_err(|e| DbError::Admin(e.to_string()))?
+        .disable_statement_logging()
+        .connect()
         .await
         .map_err(|e| DbError::Admin(e.to_string()))?;
     let verifier = scram_sha256_verifier(password).map_err(|e| DbError::Alter {

@@ -244,3 +244,50 @@ async fn vault_unreachable_or_a_cas_conflict_stops_with_nothing_changed() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_rotation_that_died_after_writing_but_before_telling_anyone_is_undone_at_start() {
+    let policies = api_token_policy("apps/shop/api", json!({ "consumers": [] }));
+    let mut app = TestRotator::start(policies.clone()).await;
+    app.bao
+        .kv_put("apps/shop/api", json!({ "token": "hs_before" }))
+        .await;
+    // What a process killed between its Vault write and its announcement leaves behind.
+    app.bao
+        .kv_put("apps/shop/api", json!({ "token": "hs_never_announced" }))
+        .await;
+    let pool = sqlx::PgPool::connect(&app.env.db.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO rotations (id, policy, path, actor, phase, from_version, to_version)
+         VALUES ($1, 'shop-api', 'apps/shop/api', 'scheduler', 'written', 1, 2)",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    app.restart(policies).await;
+    let recovered = testkit::eventually(
+        "the recovery",
+        std::time::Duration::from_secs(20),
+        || async {
+            let (_, trail) = app.get("/v1/rotations", &app.env.tokens.admin).await;
+            trail
+                .as_array()?
+                .iter()
+                .find(|r| r["phase"] != "written")
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(recovered["phase"], "rolled_back", "{recovered}");
+    assert_eq!(recovered["restored_version"], 3);
+    assert_eq!(
+        app.bao.kv_get("apps/shop/api").await.unwrap()["token"],
+        "hs_before"
+    );
+    // And a second rotation runs normally afterwards.
+    let (_, again) = app.rotate("apps/shop/api").await;
+    assert_eq!(again["phase"], "done", "{again}");
+    app.stop().await;
+}
