@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::{ConnectOptions, Connection};
 
 use crate::generator::scram_sha256_verifier;
 
