@@ -21,6 +21,7 @@ pub fn router(rotator: AppState) -> Router {
     Router::new()
         .route("/v1/policies", get(list_policies))
         .route("/v1/rotations", post(rotate).get(history))
+        .route("/v1/vault-policies", get(vault_policies))
         .with_state(rotator)
 }
 
@@ -37,7 +38,7 @@ pub fn public_router() -> Router {
         title = "HomeStation secrets-rotator",
         description = "Rotation of Vault secrets and database logins, delivered, verified, rolled back."
     ),
-    paths(list_policies, rotate, history),
+    paths(list_policies, rotate, history, vault_policies),
     components(schemas(ErrorBody, PolicyView, RotateRequest, Rotation, Verify))
 )]
 pub struct ApiDoc;
@@ -129,4 +130,19 @@ async fn history(
         _ => return Err(ApiError::invalid("limit", "must be from 1 to 1000")),
     };
     Ok(axum::Json(r.history(q.path.as_deref(), limit).await?))
+}
+
+/// The least-privilege Vault policies the rotation policies imply, as HCL by policy name (Admin).
+#[utoipa::path(get, path = "/v1/vault-policies", responses(
+    (status = 200, body = std::collections::BTreeMap<String, String>), (status = 403, body = ErrorBody)))]
+async fn vault_policies(
+    State(r): State<AppState>,
+    identity: Identity,
+) -> ApiResult<axum::Json<std::collections::BTreeMap<String, String>>> {
+    identity.require(Role::Admin)?;
+    let policies: Vec<_> = r.policies.values().collect();
+    Ok(axum::Json(crate::vault_policy::generate(
+        &policies,
+        r.kv.mount(),
+    )))
 }

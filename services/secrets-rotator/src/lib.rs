@@ -10,6 +10,7 @@ pub mod kv;
 pub mod metrics;
 pub mod policy;
 pub mod rollout;
+pub mod vault_policy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
