@@ -3,6 +3,7 @@
 mod backup;
 mod client;
 mod render;
+mod secrets;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,14 @@ struct Cli {
         default_value = "http://127.0.0.1:8083"
     )]
     backup_server: String,
+    /// Base URL of secrets-rotator (for `homestation secrets`).
+    #[arg(
+        long,
+        global = true,
+        env = "HOMESTATION_SECRETS_SERVER",
+        default_value = "http://127.0.0.1:8085"
+    )]
+    secrets_server: String,
     /// How to print results.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -72,6 +81,9 @@ enum Command {
     /// Backups: policies, runs, the catalog, verify, restore and restore drills.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
+    /// Secret rotation: policies, rotating now, the audit trail, generated Vault policies.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
 }
 
 #[derive(Subcommand)]
@@ -184,6 +196,8 @@ async fn run(cli: Cli) -> Result<String, CliError> {
         Command::Edge(_) => (&cli.edge_server, client::TIMEOUT),
         // Verifying, restoring and drilling take as long as the backup is big.
         Command::Backup(_) => (&cli.backup_server, client::LONG_TIMEOUT),
+        // A rotation waits for consumers to acknowledge (the policy's ack_timeout_secs).
+        Command::Secrets(_) => (&cli.secrets_server, client::LONG_TIMEOUT),
         _ => (&cli.server, client::TIMEOUT),
     };
     let client = Client::from_env(server, timeout)?;
@@ -236,6 +250,7 @@ async fn run(cli: Cli) -> Result<String, CliError> {
         }
         Command::Edge(edge) => edge_command(&client, edge, json_out).await,
         Command::Backup(command) => backup::run(&client, command, json_out).await,
+        Command::Secrets(command) => secrets::run(&client, command, json_out).await,
         Command::Services(ServicesCommand::List { namespace }) => {
             let path = match namespace {
                 Some(ns) => format!("/v1/services?namespace={}", client::segment(&ns)),
