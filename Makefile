@@ -18,7 +18,7 @@ services: ## Start PostgreSQL and nats-server with JetStream if they are not run
 services-down: ## Stop the servers `make services` started (not ones already running)
 	@scripts/services.sh down
 
-dev: ## Run the control plane (inventory, edge-registry, backup) against local servers; Ctrl-C stops all it started
+dev: ## Run the control plane (inventory, edge-registry, backup, secrets-rotator) against local servers; Ctrl-C stops all it started
 	@scripts/dev.sh
 
 test: setup ## Run every test against the real PostgreSQL and nats-server

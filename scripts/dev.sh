@@ -10,6 +10,7 @@ EDGE_PORT="${HOMESTATION_DEV_EDGE_PORT:-8082}"
 BAO_PORT="${HOMESTATION_DEV_BAO_PORT:-8200}"
 BACKUP_PORT="${HOMESTATION_DEV_BACKUP_PORT:-8083}"
 S3_PORT="${HOMESTATION_DEV_S3_PORT:-8084}"
+SECRETS_PORT="${HOMESTATION_DEV_SECRETS_PORT:-8085}"
 DATABASE="${HOMESTATION_DEV_DATABASE:-homestation}"
 EDGE_DATABASE="${HOMESTATION_DEV_EDGE_DATABASE:-edge_registry}"
 cd "$ROOT"
@@ -32,9 +33,9 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 echo "dev: building (the first build takes a few minutes)"
-cargo build --quiet --bin inventory --bin edge-registry --bin backup --bin homestation --bin homestation-edge-agent
+cargo build --quiet --bin inventory --bin edge-registry --bin backup --bin secrets-rotator --bin homestation --bin homestation-edge-agent
 
-for db in "$DATABASE" "$EDGE_DATABASE" backup; do
+for db in "$DATABASE" "$EDGE_DATABASE" backup secrets_rotator; do
   psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
     || psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db" >/dev/null
 done
@@ -123,7 +124,36 @@ TOML
 HOMESTATION_CONFIG_FILE="$STATE/backup.toml" ./target/debug/backup 2> >(tee -a "$STATE/backup.log" >&2) &
 pids+=($!)
 
-for port in "$HTTP_PORT" "$EDGE_PORT" "$BACKUP_PORT"; do
+# secrets-rotator against the dev OpenBao, with one policy over a demo secret made now.
+curl -sf -H "X-Vault-Token: $bao_token" -d "{\"data\":{\"token\":\"demo-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')\"}}" \
+  "http://127.0.0.1:$BAO_PORT/v1/secret/data/homestation/demo/api" >/dev/null
+cat > "$STATE/secrets-rotator.toml" <<TOML
+[http]
+port = $SECRETS_PORT
+[database]
+url = "postgres://postgres@127.0.0.1:5432/secrets_rotator"
+[vault]
+address = "http://127.0.0.1:$BAO_PORT"
+token = "$bao_token"
+[[auth.service_tokens]]
+name = "dev-admin"
+sha256 = "$token_sha"
+role = "admin"
+[[policies]]
+name = "demo-api"
+schedule = "0 4 * * *"
+[policies.target]
+kind = "kv"
+path = "homestation/demo/api"
+[policies.target.generator]
+kind = "api_token"
+prefix = "hs_"
+key = "token"
+TOML
+HOMESTATION_CONFIG_FILE="$STATE/secrets-rotator.toml" ./target/debug/secrets-rotator 2> >(tee -a "$STATE/secrets-rotator.log" >&2) &
+pids+=($!)
+
+for port in "$HTTP_PORT" "$EDGE_PORT" "$BACKUP_PORT" "$SECRETS_PORT"; do
   for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
     for pid in "${pids[@]}"; do
@@ -141,16 +171,18 @@ HomeStation is running:
   edge-registry    http://127.0.0.1:$EDGE_PORT/v1   (OpenAPI: /v1/openapi.json)
   backup           http://127.0.0.1:$BACKUP_PORT/v1   (OpenAPI: /v1/openapi.json; policies in .dev/backup.toml)
   S3 (moto)        http://127.0.0.1:$S3_PORT        (in memory; bucket homestation-backups)
+  secrets-rotator  http://127.0.0.1:$SECRETS_PORT/v1   (OpenAPI: /v1/openapi.json; policies in .dev/secrets-rotator.toml)
   OpenBao          http://127.0.0.1:$BAO_PORT       (dev mode, root token in .dev/openbao.token)
   health           http://127.0.0.1:$HTTP_PORT/healthz  /readyz  /metrics
   PostgreSQL       postgres://postgres@127.0.0.1:5432/$DATABASE
   NATS JetStream   nats://127.0.0.1:4222
-  logs             .dev/inventory.log, .dev/edge-registry.log, .dev/backup.log, .dev/openbao.log
+  logs             .dev/inventory.log, .dev/edge-registry.log, .dev/backup.log, .dev/secrets-rotator.log, .dev/openbao.log
 
 In another shell:
   export PATH="$ROOT/target/debug:\$PATH" HOMESTATION_TOKEN_FILE="$token_file"
   homestation status
   homestation backup run inventory-db && homestation backup drills --run inventory-db
+  homestation secrets rotate homestation/demo/api && homestation secrets history
   homestation edge token create --ttl 1h        # then enrol a simulated Jetson (recorded AGX Orin facts):
   HOMESTATION_JOIN_TOKEN=<token> homestation-edge-agent --registry http://127.0.0.1:$EDGE_PORT \\
     --recorded edge-agent/tests/fixtures/agx-orin-jp6 --root .dev/edge-root --state-dir .dev/edge-root/state
