@@ -338,6 +338,7 @@ pub struct PasswordPostgres {
     pub port: u16,
     /// `postgres://postgres:<password>@127.0.0.1:<port>/postgres`
     pub admin_url: String,
+    pub admin_password: String,
     _process: Process,
 }
 
@@ -439,6 +440,7 @@ pub async fn postgres_with_passwords() -> PasswordPostgres {
     PasswordPostgres {
         port,
         admin_url: format!("postgres://postgres:{password}@127.0.0.1:{port}/postgres"),
+        admin_password: password,
         _process: process,
     }
 }

@@ -199,6 +199,43 @@ impl Rotator {
                 new.set("password", &secret);
                 Some(user)
             }
+            Target::VaultStaticRoles {
+                mount,
+                roles,
+                database_url,
+                ..
+            } => {
+                // Alternating as with users: Vault rotates the role apps do not hold now.
+                let current = old.get("role");
+                let role = roles
+                    .iter()
+                    .find(|r| {
+                        current.as_ref().map(secrecy::ExposeSecret::expose_secret)
+                            != Some(r.as_str())
+                    })
+                    .unwrap_or(&roles[0])
+                    .clone();
+                let failed = |what: &str, e: vaultrs::error::ClientError| {
+                    Stop::Failed(format!("Vault {what} of static role {mount}/{role}: {e}"))
+                };
+                vaultrs::database::static_role::rotate(self.kv.client(), mount, &role)
+                    .await
+                    .map_err(|e| failed("rotation", e))?;
+                let creds = vaultrs::database::static_role::creds(self.kv.client(), mount, &role)
+                    .await
+                    .map_err(|e| failed("credentials", e))?;
+                let secret = secrecy::SecretString::from(creds.password);
+                database::check_login(database_url, &creds.username, &secret)
+                    .await
+                    .map_err(|e| Stop::Failed(e.to_string()))?;
+                new.set(
+                    "username",
+                    &secrecy::SecretString::from(creds.username.clone()),
+                );
+                new.set("password", &secret);
+                new.set("role", &secrecy::SecretString::from(role));
+                Some(creds.username)
+            }
         };
         let to = self.kv.write(path, &new, from).await?;
         sqlx::query(
@@ -253,9 +290,12 @@ impl Rotator {
     /// Puts the previous value back as a new version and announces it. A single database user cannot go
     /// back (its old password is gone), so its rotation stops with the new login current.
     async fn roll_back(&self, id: Uuid, policy: &Policy, w: &Written, reason: String) -> Stop {
-        if let Target::Database { users, .. } = &policy.target
-            && users.len() == 1
-        {
+        let in_place = match &policy.target {
+            Target::Database { users, .. } => users.len() == 1,
+            Target::VaultStaticRoles { roles, .. } => roles.len() == 1,
+            Target::Kv { .. } => false,
+        };
+        if in_place {
             return Stop::Failed(format!(
                 "{reason}; a single-user login cannot be rolled back, version {} stays current",
                 w.to
@@ -337,6 +377,9 @@ impl Rotator {
     /// The policy's check, and for database targets a login with what Vault now holds.
     async fn verify(&self, policy: &Policy) -> Result<(), String> {
         if let Target::Database {
+            path, database_url, ..
+        }
+        | Target::VaultStaticRoles {
             path, database_url, ..
         } = &policy.target
         {
@@ -493,20 +536,50 @@ impl Rotator {
         }
     }
 
-    /// Rotates each scheduled policy when its cron says, until shutdown.
+    /// Rotates when the secret's current version is older than the policy's `max_age`; returns whether it did.
+    pub async fn rotate_if_older(&self, name: &str) -> Result<Option<Rotation>, RotateError> {
+        let policy = self.policy(name)?;
+        let Some(max_age) = policy.max_age else {
+            return Ok(None);
+        };
+        let age = match self.kv.age(policy.target.path()).await {
+            Ok(age) => age,
+            Err(e) => {
+                tracing::warn!(policy = name, error = %e, "cannot tell the secret's age; trying again later");
+                return Ok(None);
+            }
+        };
+        if age.is_some_and(|a| a < max_age) {
+            return Ok(None);
+        }
+        self.rotate(name, "max-age").await.map(Some)
+    }
+
+    /// Rotates each policy when its cron says, and checks ages every five minutes, until shutdown.
     pub async fn schedule(self: Arc<Self>) -> Result<(), std::convert::Infallible> {
-        let jobs = self
-            .policies
-            .iter()
-            .filter_map(|(name, p)| p.schedule.clone().map(|s| (name.clone(), s)))
-            .collect();
+        let every_five_minutes: service_kit::cron::Schedule =
+            "*/5 * * * *".parse().expect("a valid schedule");
+        let mut jobs = Vec::new();
+        for (name, p) in &self.policies {
+            if let Some(s) = &p.schedule {
+                jobs.push(((name.clone(), false), s.clone()));
+            }
+            if p.max_age.is_some() {
+                jobs.push(((name.clone(), true), every_five_minutes.clone()));
+            }
+        }
         let rotator = self.clone();
-        service_kit::cron::run_schedules(jobs, self.shutdown.clone(), move |name| {
+        service_kit::cron::run_schedules(jobs, self.shutdown.clone(), move |(name, by_age)| {
             let rotator = rotator.clone();
-            let name = name.clone();
+            let (name, by_age) = (name.clone(), *by_age);
             async move {
                 tokio::spawn(async move {
-                    if let Err(e) = rotator.rotate(&name, "scheduler").await {
+                    let outcome = if by_age {
+                        rotator.rotate_if_older(&name).await.map(drop)
+                    } else {
+                        rotator.rotate(&name, "scheduler").await.map(drop)
+                    };
+                    if let Err(e) = outcome {
                         tracing::warn!(policy = %name, error = %e, "scheduled rotation did not start");
                     }
                 });

@@ -85,6 +85,10 @@ impl Kv {
         }
     }
 
+    pub fn client(&self) -> &VaultClient {
+        &self.client
+    }
+
     pub fn mount(&self) -> &str {
         &self.mount
     }
@@ -100,6 +104,26 @@ impl Kv {
         };
         let version = metadata.current_version;
         Ok((version, self.version(path, version).await?))
+    }
+
+    /// How old the current version is; None when the secret does not exist.
+    pub async fn age(&self, path: &str) -> Result<Option<chrono::Duration>, KvError> {
+        let metadata =
+            match vaultrs::kv2::read_metadata(self.client.as_ref(), &self.mount, path).await {
+                Ok(m) => m,
+                Err(ClientError::APIError { code: 404, .. }) => return Ok(None),
+                Err(e) => return Err(classify(e, "reading the metadata", path, 0)),
+            };
+        let created = metadata
+            .versions
+            .get(&metadata.current_version.to_string())
+            .and_then(|v| chrono::DateTime::parse_from_rfc3339(&v.created_time).ok())
+            .ok_or_else(|| KvError::Refused {
+                operation: "reading the metadata",
+                path: path.to_owned(),
+                reason: "the current version has no creation time".into(),
+            })?;
+        Ok(Some(chrono::Utc::now() - created.to_utc()))
     }
 
     pub async fn version(&self, path: &str, version: u64) -> Result<SecretData, KvError> {

@@ -15,8 +15,10 @@ use crate::generator::Generator;
 pub struct PolicySettings {
     pub name: String,
     pub target: TargetSettings,
-    /// Cron (UTC); without one the policy rotates only when asked.
+    /// Cron (UTC); without one (and without `max_age_hours`) the policy rotates only when asked.
     pub schedule: Option<String>,
+    /// Rotate when the secret's current version is older than this (checked every five minutes).
+    pub max_age_hours: Option<u64>,
     /// Services that must acknowledge a new version (with `secrets-client`) before the old one goes.
     #[serde(default)]
     pub consumers: Vec<String>,
@@ -51,6 +53,20 @@ pub enum TargetSettings {
         #[serde(default = "default_password_length")]
         password_length: usize,
     },
+    /// Static roles of Vault's database secrets engine: Vault owns the passwords. Two roles alternate like
+    /// two users (the one apps do not hold is rotated by Vault, checked by logging in, then published at
+    /// `path` as `{username, password, role}`); one role is rotated in place.
+    VaultStaticRoles {
+        path: String,
+        #[serde(default = "default_database_mount")]
+        mount: String,
+        roles: Vec<String>,
+        database_url: String,
+    },
+}
+
+fn default_database_mount() -> String {
+    "database".into()
 }
 
 fn default_password_length() -> usize {
@@ -75,6 +91,12 @@ fn default_status() -> u16 {
 
 #[derive(Debug, Clone)]
 pub enum Target {
+    VaultStaticRoles {
+        path: String,
+        mount: String,
+        roles: Vec<String>,
+        database_url: String,
+    },
     Kv {
         path: String,
         generator: Generator,
@@ -91,7 +113,9 @@ pub enum Target {
 impl Target {
     pub fn path(&self) -> &str {
         match self {
-            Target::Kv { path, .. } | Target::Database { path, .. } => path,
+            Target::Kv { path, .. }
+            | Target::Database { path, .. }
+            | Target::VaultStaticRoles { path, .. } => path,
         }
     }
 
@@ -100,6 +124,10 @@ impl Target {
             Target::Kv { .. } => "kv",
             Target::Database { users, .. } if users.len() == 2 => "database (alternating users)",
             Target::Database { .. } => "database (single user)",
+            Target::VaultStaticRoles { roles, .. } if roles.len() == 2 => {
+                "vault static roles (alternating)"
+            }
+            Target::VaultStaticRoles { .. } => "vault static role (single)",
         }
     }
 }
@@ -109,6 +137,7 @@ pub struct Policy {
     pub name: Name,
     pub target: Target,
     pub schedule: Option<Schedule>,
+    pub max_age: Option<chrono::Duration>,
     pub consumers: Vec<String>,
     pub deployments: Vec<(String, String)>,
     pub verify: Option<Verify>,
@@ -189,6 +218,31 @@ impl Policy {
                     password_length,
                 }
             }
+            TargetSettings::VaultStaticRoles {
+                path,
+                mount,
+                roles,
+                database_url,
+            } => {
+                if roles.is_empty() || roles.len() > 2 || (roles.len() == 2 && roles[0] == roles[1])
+                {
+                    return Err(error(
+                        "a vault_static_roles target names two roles (alternating) or one (in place)".into(),
+                    ));
+                }
+                if database_url.contains('@') {
+                    return Err(error(
+                        "database_url must not hold credentials: the rotated login is added to it"
+                            .into(),
+                    ));
+                }
+                Target::VaultStaticRoles {
+                    path,
+                    mount,
+                    roles,
+                    database_url,
+                }
+            }
         };
         if !valid_path(target.path()) {
             return Err(error(format!(
@@ -215,10 +269,18 @@ impl Policy {
         for c in &s.consumers {
             Name::parse("consumers", c).map_err(|e| error(e.to_string()))?;
         }
+        let max_age = match s.max_age_hours {
+            Some(0) => return Err(error("max_age_hours must be at least 1".into())),
+            Some(h) => Some(chrono::Duration::hours(
+                i64::try_from(h).unwrap_or(i64::MAX / 3_600_000),
+            )),
+            None => None,
+        };
         Ok(Self {
             name,
             target,
             schedule,
+            max_age,
             consumers: s.consumers,
             deployments,
             verify: s.verify,

@@ -52,6 +52,19 @@ pub fn generate(policies: &[&Policy], mount: &str) -> BTreeMap<String, String> {
         rotator.push_str(&rule(&format!("{mount}/metadata/{path}"), &["read"]));
         rotator.push_str(&rule(&format!("{mount}/delete/{path}"), &["update"]));
     }
+    for p in policies {
+        if let crate::policy::Target::VaultStaticRoles {
+            mount: engine,
+            roles,
+            ..
+        } = &p.target
+        {
+            for role in roles {
+                rotator.push_str(&rule(&format!("{engine}/rotate-role/{role}"), &["update"]));
+                rotator.push_str(&rule(&format!("{engine}/static-creds/{role}"), &["read"]));
+            }
+        }
+    }
     out.insert(ROTATOR_POLICY.to_owned(), rotator);
     out
 }

@@ -291,3 +291,46 @@ async fn a_rotation_that_died_after_writing_but_before_telling_anyone_is_undone_
     assert_eq!(again["phase"], "done", "{again}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_max_age_policy_rotates_a_missing_or_old_secret_and_leaves_a_fresh_one() {
+    let app = TestRotator::start(json!([])).await;
+    let policy = secrets_rotator::policy::Policy::parse(
+        serde_json::from_value(json!({
+            "name": "shop-api", "max_age_hours": 24,
+            "target": { "kind": "kv", "path": "apps/shop/api", "generator": { "kind": "password" } }
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let pool = sqlx::PgPool::connect(&app.env.db.url).await.unwrap();
+    let rotator = secrets_rotator::engine::Rotator {
+        pool,
+        kv: secrets_rotator::kv::Kv::new(
+            std::sync::Arc::new(app.vault().client().unwrap()),
+            "secret",
+        ),
+        policies: [("shop-api".to_owned(), policy)].into(),
+        outbox: Default::default(),
+        http: reqwest::Client::new(),
+        kube: None,
+        metrics: secrets_rotator::metrics::RotatorMetrics::new(
+            &service_kit::metrics::Metrics::new("test"),
+        ),
+        shutdown: service_kit::Shutdown::new(),
+    };
+    let created = rotator
+        .rotate_if_older("shop-api")
+        .await
+        .unwrap()
+        .expect("a missing secret is made");
+    assert_eq!(
+        (created.phase.as_str(), created.actor.as_str()),
+        ("done", "max-age")
+    );
+    assert!(
+        rotator.rotate_if_older("shop-api").await.unwrap().is_none(),
+        "a fresh secret is left alone"
+    );
+    app.stop().await;
+}
