@@ -93,6 +93,13 @@ impl From<sqlx::Error> for Stop {
     }
 }
 
+/// A login Vault made, with the lease that ends it.
+struct Lease {
+    lease_id: String,
+    username: String,
+    password: secrecy::SecretString,
+}
+
 pub struct Rotator {
     pub pool: PgPool,
     pub kv: Kv,
@@ -104,11 +111,12 @@ pub struct Rotator {
     pub shutdown: Shutdown,
 }
 
-/// What a rotation wrote over, and the version it made.
+/// What a rotation wrote over, and what it wrote.
 struct Written {
     from: u64,
     old: SecretData,
     to: u64,
+    new: SecretData,
 }
 
 impl Rotator {
@@ -236,6 +244,27 @@ impl Rotator {
                 new.set("role", &secrecy::SecretString::from(role));
                 Some(creds.username)
             }
+            Target::VaultDynamic {
+                mount,
+                role,
+                database_url,
+                ..
+            } => {
+                let issued = self
+                    .vault_lease(&format!("{mount}/creds/{role}"))
+                    .await
+                    .map_err(Stop::Failed)?;
+                database::check_login(database_url, &issued.username, &issued.password)
+                    .await
+                    .map_err(|e| Stop::Failed(e.to_string()))?;
+                new.set(
+                    "username",
+                    &secrecy::SecretString::from(issued.username.clone()),
+                );
+                new.set("password", &issued.password);
+                new.set("lease_id", &secrecy::SecretString::from(issued.lease_id));
+                Some(issued.username)
+            }
         };
         let to = self.kv.write(path, &new, from).await?;
         sqlx::query(
@@ -246,7 +275,75 @@ impl Rotator {
         .bind(&db_user)
         .execute(&self.pool)
         .await?;
-        Ok(Written { from, old, to })
+        Ok(Written { from, old, to, new })
+    }
+
+    /// Asks Vault for a leased login (`GET <mount>/creds/<role>`). Through the HTTP API: the lease id, which
+    /// revoking needs, is outside the `data` vaultrs returns.
+    async fn vault_lease(&self, path: &str) -> Result<Lease, String> {
+        let settings = &self.kv.client().settings;
+        let url = format!(
+            "{}/v1/{path}",
+            settings.address.as_str().trim_end_matches('/')
+        );
+        let answer = self
+            .http
+            .get(url)
+            .header("X-Vault-Token", &settings.token)
+            .send()
+            .await
+            .map_err(|e| format!("Vault {path}: {e}"))?;
+        let status = answer.status();
+        let body: serde_json::Value = answer
+            .json()
+            .await
+            .map_err(|e| format!("Vault {path}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!(
+                "Vault {path} answered {status}: {}",
+                body["errors"]
+            ));
+        }
+        let field = |v: &serde_json::Value| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or(format!("Vault {path}: an incomplete answer"))
+        };
+        Ok(Lease {
+            lease_id: field(&body["lease_id"])?,
+            username: field(&body["data"]["username"])?,
+            password: secrecy::SecretString::from(field(&body["data"]["password"])?),
+        })
+    }
+
+    /// Revokes the lease a published dynamic login carries, if it carries one.
+    async fn revoke_lease_of(&self, data: &SecretData) {
+        let Some(lease) = data.get("lease_id") else {
+            return;
+        };
+        use secrecy::ExposeSecret;
+        let settings = &self.kv.client().settings;
+        let url = format!(
+            "{}/v1/sys/leases/revoke",
+            settings.address.as_str().trim_end_matches('/')
+        );
+        let revoked = self
+            .http
+            .put(url)
+            .header("X-Vault-Token", &settings.token)
+            .json(&serde_json::json!({ "lease_id": lease.expose_secret() }))
+            .send()
+            .await
+            .map(|r| r.status());
+        match revoked {
+            Ok(s) if s.is_success() => tracing::info!(
+                lease = lease.expose_secret(),
+                "previous dynamic login revoked"
+            ),
+            other => {
+                tracing::warn!(lease = lease.expose_secret(), outcome = ?other, "revoking a dynamic login failed; it expires with its lease")
+            }
+        }
     }
 
     /// Announces `version` of `path` (and moves the rotation to `phase`) in one transaction.
@@ -284,6 +381,8 @@ impl Rotator {
         {
             tracing::warn!(path, version = w.from, error = %e, "the previous version stays readable");
         }
+        // Consumers moved on: the previous dynamic login goes.
+        self.revoke_lease_of(&w.old).await;
         Ok(())
     }
 
@@ -293,7 +392,7 @@ impl Rotator {
         let in_place = match &policy.target {
             Target::Database { users, .. } => users.len() == 1,
             Target::VaultStaticRoles { roles, .. } => roles.len() == 1,
-            Target::Kv { .. } => false,
+            Target::Kv { .. } | Target::VaultDynamic { .. } => false,
         };
         if in_place {
             return Stop::Failed(format!(
@@ -304,6 +403,8 @@ impl Rotator {
         let path = policy.target.path();
         match self.kv.write(path, &w.old, w.to).await {
             Ok(restored) => {
+                // The new dynamic login is not used by anyone: it goes.
+                self.revoke_lease_of(&w.new).await;
                 if let Err(e) = self.announce(id, path, restored, "published").await {
                     tracing::error!(path, error = %e, "announcing the rollback failed");
                 }
@@ -380,6 +481,9 @@ impl Rotator {
             path, database_url, ..
         }
         | Target::VaultStaticRoles {
+            path, database_url, ..
+        }
+        | Target::VaultDynamic {
             path, database_url, ..
         } = &policy.target
         {
@@ -509,10 +613,12 @@ impl Rotator {
         };
         let (current, _) = self.kv.current(path).await?;
         let old = self.kv.version(path, from).await?;
+        let new = self.kv.version(path, current).await?;
         let written = Written {
             from,
             old,
             to: current,
+            new,
         };
         if current == from {
             return Err(Stop::Failed(

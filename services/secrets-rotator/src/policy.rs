@@ -63,6 +63,16 @@ pub enum TargetSettings {
         roles: Vec<String>,
         database_url: String,
     },
+    /// Dynamic credentials of Vault's database secrets engine: each rotation asks Vault for a new login under
+    /// `role` (a new database user with a lease), publishes it at `path` as `{username, password, lease_id}`,
+    /// and revokes the previous login's lease once consumers moved on.
+    VaultDynamic {
+        path: String,
+        #[serde(default = "default_database_mount")]
+        mount: String,
+        role: String,
+        database_url: String,
+    },
 }
 
 fn default_database_mount() -> String {
@@ -91,6 +101,12 @@ fn default_status() -> u16 {
 
 #[derive(Debug, Clone)]
 pub enum Target {
+    VaultDynamic {
+        path: String,
+        mount: String,
+        role: String,
+        database_url: String,
+    },
     VaultStaticRoles {
         path: String,
         mount: String,
@@ -115,7 +131,8 @@ impl Target {
         match self {
             Target::Kv { path, .. }
             | Target::Database { path, .. }
-            | Target::VaultStaticRoles { path, .. } => path,
+            | Target::VaultStaticRoles { path, .. }
+            | Target::VaultDynamic { path, .. } => path,
         }
     }
 
@@ -128,6 +145,7 @@ impl Target {
                 "vault static roles (alternating)"
             }
             Target::VaultStaticRoles { .. } => "vault static role (single)",
+            Target::VaultDynamic { .. } => "vault dynamic credentials",
         }
     }
 }
@@ -240,6 +258,25 @@ impl Policy {
                     path,
                     mount,
                     roles,
+                    database_url,
+                }
+            }
+            TargetSettings::VaultDynamic {
+                path,
+                mount,
+                role,
+                database_url,
+            } => {
+                if database_url.contains('@') {
+                    return Err(error(
+                        "database_url must not hold credentials: the rotated login is added to it"
+                            .into(),
+                    ));
+                }
+                Target::VaultDynamic {
+                    path,
+                    mount,
+                    role,
                     database_url,
                 }
             }

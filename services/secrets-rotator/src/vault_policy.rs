@@ -64,6 +64,15 @@ pub fn generate(policies: &[&Policy], mount: &str) -> BTreeMap<String, String> {
                 rotator.push_str(&rule(&format!("{engine}/static-creds/{role}"), &["read"]));
             }
         }
+        if let crate::policy::Target::VaultDynamic {
+            mount: engine,
+            role,
+            ..
+        } = &p.target
+        {
+            rotator.push_str(&rule(&format!("{engine}/creds/{role}"), &["read"]));
+            rotator.push_str(&rule("sys/leases/revoke", &["update"]));
+        }
     }
     out.insert(ROTATOR_POLICY.to_owned(), rotator);
     out
