@@ -9,7 +9,7 @@ use common::TestRotator;
 
 async fn login(port: u16, data: &Value) -> Result<(), sqlx::Error> {
     use sqlx::ConnectOptions;
-    let mut conn = sqlx::postgres::PgConnectOptions::new()
+    let conn = sqlx::postgres::PgConnectOptions::new()
         .host("127.0.0.1")
         .port(port)
         .database("shop")
