@@ -324,3 +324,70 @@ impl TestEnv {
         drop_namespace(&self.namespace).await;
     }
 }
+
+/// A service binary run as an operator runs it: its config file, JSON logs appended to `log`, its HTTP
+/// port chosen here (through `HOMESTATION_<SERVICE>__HTTP__PORT`). Killed (SIGKILL) by [`Binary::kill`].
+pub struct Binary {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl Binary {
+    pub fn start(
+        program: &str,
+        service: &str,
+        config: &std::path::Path,
+        log: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("the log file opens");
+        let child = std::process::Command::new(program)
+            .env(service_kit::config::CONFIG_FILE_VAR, config)
+            .env(
+                format!("{}HTTP__PORT", service_kit::config::env_prefix(service)),
+                port.to_string(),
+            )
+            .env("HOMESTATION_LOG_FORMAT", "json")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} starts: {e}"));
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn ready(&self) {
+        let client = http_client();
+        eventually(
+            "the binary to be ready",
+            Duration::from_secs(60),
+            || async {
+                let r = client
+                    .get(format!("{}/readyz", self.base))
+                    .send()
+                    .await
+                    .ok()?;
+                r.status().is_success().then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,55 +1,11 @@
 //! SIGKILL of the real `backup` binary in the middle of an upload: no half backup is ever listed as good,
 //! the next start fails the interrupted run and aborts its multipart upload, and the next run succeeds.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
-
-struct Binary {
-    child: Child,
-    base: String,
-}
-
-fn start(config: &std::path::Path, log: &std::path::Path) -> Binary {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_backup"))
-        .env("HOMESTATION_CONFIG_FILE", config)
-        .env("HOMESTATION_BACKUP__HTTP__PORT", port.to_string())
-        .env("HOMESTATION_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::options()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap(),
-        )
-        .spawn()
-        .expect("the backup binary starts");
-    Binary {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-async fn ready(b: &Binary, client: &reqwest::Client) {
-    testkit::eventually(
-        "the binary to be ready",
-        Duration::from_secs(60),
-        || async {
-            let r = client.get(format!("{}/readyz", b.base)).send().await.ok()?;
-            r.status().is_success().then_some(())
-        },
-    )
-    .await;
-}
 
 async fn statuses(pool: &sqlx::PgPool) -> Vec<(String, Option<String>)> {
     sqlx::query_as("SELECT status, reason FROM backups ORDER BY started_at")
@@ -122,8 +78,9 @@ path = "{data}"
     let client = testkit::http_client();
     let pool = sqlx::PgPool::connect(&env.db.url).await.unwrap();
 
-    let mut first = start(&config, &log);
-    ready(&first, &client).await;
+    let mut first =
+        testkit::Binary::start(env!("CARGO_BIN_EXE_backup"), "backup", &config, &log, &[]);
+    first.ready().await;
     let started: Value = client
         .post(format!("{}/v1/policies/big/runs", first.base))
         .bearer_auth(&token)
@@ -151,8 +108,7 @@ path = "{data}"
         },
     )
     .await;
-    first.child.kill().unwrap(); // SIGKILL: no shutdown code runs
-    first.child.wait().unwrap();
+    first.kill();
 
     assert_eq!(
         statuses(&pool).await,
@@ -164,8 +120,9 @@ path = "{data}"
         "the killed process left its multipart upload open"
     );
 
-    let mut second = start(&config, &log);
-    ready(&second, &client).await;
+    let mut second =
+        testkit::Binary::start(env!("CARGO_BIN_EXE_backup"), "backup", &config, &log, &[]);
+    second.ready().await;
     let (status, reason) = statuses(&pool).await.remove(0);
     assert_eq!(status, "failed");
     assert!(reason.unwrap().starts_with("interrupted"));
@@ -198,8 +155,7 @@ path = "{data}"
         "only the good backup is in the bucket"
     );
 
-    second.child.kill().unwrap();
-    second.child.wait().unwrap();
+    second.kill();
     env.cleanup().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,50 +1,12 @@
 //! The real binary: SIGKILL in the middle of a rotation, then recovery at the next start, and every log line
 //! it wrote (at debug level) searched for the secret values that went through it.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sqlx::Connection;
 
 mod common;
-
-fn start(config: &std::path::Path, log: &std::path::Path) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_secrets-rotator"))
-        .env("HOMESTATION_CONFIG_FILE", config)
-        .env("HOMESTATION_SECRETS_ROTATOR__HTTP__PORT", port.to_string())
-        .env("HOMESTATION_LOG_FORMAT", "json")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::options()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap(),
-        )
-        .spawn()
-        .expect("the secrets-rotator binary starts");
-    (child, format!("http://127.0.0.1:{port}"))
-}
-
-async fn ready(base: &str) {
-    let client = testkit::http_client();
-    testkit::eventually(
-        "the binary to be ready",
-        Duration::from_secs(60),
-        || async {
-            let r = client.get(format!("{base}/readyz")).send().await.ok()?;
-            r.status().is_success().then_some(())
-        },
-    )
-    .await;
-}
 
 async fn phase(pool: &sqlx::PgPool, policy: &str) -> Option<String> {
     sqlx::query_scalar(
@@ -162,8 +124,15 @@ users = ["shop_a", "shop_b"]
     let pool = sqlx::PgPool::connect(&env.db.url).await.unwrap();
     let client = testkit::http_client();
 
-    let (mut first, base) = start(&config, &log);
-    ready(&base).await;
+    let mut first = testkit::Binary::start(
+        env!("CARGO_BIN_EXE_secrets-rotator"),
+        "secrets-rotator",
+        &config,
+        &log,
+        &[("RUST_LOG", "debug")],
+    );
+    first.ready().await;
+    let base = first.base.clone();
     // The database login rotates to completion (its passwords go into the log search below).
     let db: Value = client
         .post(format!("{base}/v1/rotations"))
@@ -194,8 +163,7 @@ users = ["shop_a", "shop_b"]
         || async { (phase(&pool, "shop-api").await.as_deref() == Some("published")).then_some(()) },
     )
     .await;
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    first.kill();
     assert!(
         request.await.unwrap().is_err(),
         "the request died with the process"
@@ -207,8 +175,14 @@ users = ["shop_a", "shop_b"]
     assert_ne!(new_token, old_token);
 
     // The next start resumes it: the deadline passes, verification fails, the old token comes back.
-    let (mut second, base) = start(&config, &log);
-    ready(&base).await;
+    let mut second = testkit::Binary::start(
+        env!("CARGO_BIN_EXE_secrets-rotator"),
+        "secrets-rotator",
+        &config,
+        &log,
+        &[("RUST_LOG", "debug")],
+    );
+    second.ready().await;
     let finished = testkit::eventually(
         "the rotation to be recovered",
         Duration::from_secs(30),
@@ -221,8 +195,7 @@ users = ["shop_a", "shop_b"]
         json!(old_token),
         "one current version: the old value"
     );
-    second.kill().unwrap();
-    second.wait().unwrap();
+    second.kill();
 
     // Every value that went through the rotator, searched for in everything it logged.
     let db_password = bao.kv_get("apps/shop/db").await.unwrap()["password"]
