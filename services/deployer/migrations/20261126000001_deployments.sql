@@ -14,7 +14,10 @@ CREATE TABLE deployments (
     commit             text NOT NULL,
     delivery           text,
     committed_at       timestamptz,
-    webhook_at         timestamptz NOT NULL,
+    -- Null for syncs the deployer saw but was not asked for (auto-sync, a sync from the Argo CD UI).
+    webhook_at         timestamptz,
+    -- A rollback is a deployment too; it is never rolled back itself.
+    rollback_of        uuid REFERENCES deployments (id),
     sync_requested_at  timestamptz,
     synced_at          timestamptz,
     healthy_at         timestamptz,

@@ -199,7 +199,7 @@ pub struct Deployment {
     pub commit: String,
     pub delivery: Option<String>,
     pub committed_at: Option<DateTime<Utc>>,
-    pub webhook_at: DateTime<Utc>,
+    pub webhook_at: Option<DateTime<Utc>>,
     pub sync_requested_at: Option<DateTime<Utc>>,
     pub synced_at: Option<DateTime<Utc>>,
     pub healthy_at: Option<DateTime<Utc>>,

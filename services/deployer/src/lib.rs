@@ -5,6 +5,7 @@ pub mod api;
 pub mod argo;
 pub mod mapping;
 pub mod sync;
+pub mod watch;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -39,6 +40,10 @@ pub struct Config {
     pub repositories: Vec<Repository>,
     /// Where Argo CD's Application objects live.
     pub argocd_namespace: String,
+    /// How long a synced app has to become Healthy before it is rolled back.
+    pub health_deadline_secs: u64,
+    /// Follow Applications (timeline, events, rollback). Off, the deployer only turns webhooks into syncs.
+    pub watch: bool,
     pub shutdown_grace_secs: u64,
 }
 
@@ -54,6 +59,8 @@ impl Default for Config {
             auth: AuthSettings::default(),
             repositories: Vec::new(),
             argocd_namespace: "argocd".into(),
+            health_deadline_secs: 300,
+            watch: true,
             shutdown_grace_secs: 10,
         }
     }
@@ -138,6 +145,14 @@ impl service_kit::Service for Application {
         tracing::info!(http = %self.http_addr(), repositories = self.config.repositories.len(), "deployer listening");
         let metrics = Metrics::new(Self::NAME);
         let pool = self.deployer.pool.clone();
+        let watcher = Arc::new(watch::Watcher {
+            pool: pool.clone(),
+            applications: self.deployer.applications.clone(),
+            outbox: Arc::new(tokio::sync::Notify::new()),
+            metrics: watch::DeployMetrics::new(&metrics),
+            health_deadline: Duration::from_secs(self.config.health_deadline_secs),
+        });
+        let bus_metrics = bus::BusMetrics::new(&metrics);
         let kit = Kit::new(self.auth, metrics, pool.clone(), self.bus.client.clone());
         let router = service_router(
             api::router(self.deployer.clone()),
@@ -148,6 +163,23 @@ impl service_kit::Service for Application {
         tasks.spawn(
             "http",
             service_kit::http::serve(self.http, router, shutdown.clone()),
+        );
+        if self.config.watch {
+            tasks.spawn("watch", watcher.clone().run(shutdown.clone()));
+            tasks.spawn(
+                "deadlines",
+                watcher.clone().check_deadlines(shutdown.clone()),
+            );
+        }
+        let publisher = self.bus.publisher(Self::NAME, bus_metrics);
+        tasks.spawn(
+            "outbox",
+            bus::outbox::relay(
+                pool.clone(),
+                publisher,
+                watcher.outbox.clone(),
+                shutdown.clone(),
+            ),
         );
         tasks
             .run(

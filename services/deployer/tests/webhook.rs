@@ -101,6 +101,8 @@ async fn start() -> (String, testkit::TestEnv, Fake, testkit::RunningApp) {
             url: "git@github.com:lab/gitops.git".into(),
             secret: secrecy::SecretString::from(SECRET),
         }],
+        // The Application watcher has tests of its own (tests/watch.rs); here the fake sees webhook calls only.
+        watch: false,
         ..Default::default()
     };
     let app = deployer::Application::with_kube_client(config, client)
