@@ -2,6 +2,7 @@
 
 mod backup;
 mod client;
+mod deploy;
 mod render;
 mod secrets;
 
@@ -52,6 +53,14 @@ struct Cli {
         default_value = "http://127.0.0.1:8085"
     )]
     secrets_server: String,
+    /// Base URL of the deployer (for `homestation deploy`).
+    #[arg(
+        long,
+        global = true,
+        env = "HOMESTATION_DEPLOY_SERVER",
+        default_value = "http://127.0.0.1:8086"
+    )]
+    deploy_server: String,
     /// How to print results.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -84,6 +93,9 @@ enum Command {
     /// Secret rotation: policies, rotating now, the audit trail, generated Vault policies.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// GitOps deployments: status, sync, rollback, history (through the deployer and Argo CD).
+    #[command(subcommand)]
+    Deploy(deploy::DeployCommand),
 }
 
 #[derive(Subcommand)]
@@ -198,6 +210,7 @@ async fn run(cli: Cli) -> Result<String, CliError> {
         Command::Backup(_) => (&cli.backup_server, client::LONG_TIMEOUT),
         // A rotation waits for consumers to acknowledge (the policy's ack_timeout_secs).
         Command::Secrets(_) => (&cli.secrets_server, client::LONG_TIMEOUT),
+        Command::Deploy(_) => (&cli.deploy_server, client::TIMEOUT),
         _ => (&cli.server, client::TIMEOUT),
     };
     let client = Client::from_env(server, timeout)?;
@@ -251,6 +264,7 @@ async fn run(cli: Cli) -> Result<String, CliError> {
         Command::Edge(edge) => edge_command(&client, edge, json_out).await,
         Command::Backup(command) => backup::run(&client, command, json_out).await,
         Command::Secrets(command) => secrets::run(&client, command, json_out).await,
+        Command::Deploy(command) => deploy::run(&client, command, json_out).await,
         Command::Services(ServicesCommand::List { namespace }) => {
             let path = match namespace {
                 Some(ns) => format!("/v1/services?namespace={}", client::segment(&ns)),

@@ -597,6 +597,33 @@ pub fn rotations(v: &Value) -> String {
     )
 }
 
+pub fn deployments(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(v)
+        .iter()
+        .map(|d| {
+            let commit = text(&d["commit"]);
+            vec![
+                format!("{}/{}", text(&d["namespace"]), text(&d["app"])),
+                commit.chars().take(12).collect(),
+                text(&d["status"]),
+                text(&d["webhook_at"]),
+                text(&d["synced_at"]),
+                text(&d["healthy_at"]),
+                text(&d["reason"]),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "no deployments recorded yet\n".into();
+    }
+    table(
+        &[
+            "APP", "COMMIT", "STATUS", "WEBHOOK", "SYNCED", "HEALTHY", "REASON",
+        ],
+        &rows,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

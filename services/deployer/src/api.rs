@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use kube::api::{Api, ListParams};
 use serde::{Deserialize, Serialize};
 use service_kit::error::{ApiResult, ErrorBody};
-use service_kit::extract::Query;
-use service_kit::{ApiError, Identity};
+use service_kit::extract::{Json, Path, Query};
+use service_kit::{ApiError, Identity, Role};
 use sqlx::PgPool;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
@@ -36,6 +36,8 @@ const MAX_BODY: usize = 5 << 20;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/deployments", get(list_deployments))
+        .route("/v1/apps/{app}/sync", post(sync_app))
+        .route("/v1/apps/{app}/rollback", post(rollback_app))
         .with_state(state)
 }
 
@@ -57,8 +59,8 @@ pub fn public_router(state: AppState) -> Router {
         title = "HomeStation deployer",
         description = "Git push webhooks to Argo CD syncs; deployment history."
     ),
-    paths(git_webhook, list_deployments),
-    components(schemas(ErrorBody, WebhookOutcome, Deployment))
+    paths(git_webhook, list_deployments, sync_app, rollback_app),
+    components(schemas(ErrorBody, WebhookOutcome, Deployment, SyncRequest, SyncAccepted))
 )]
 pub struct ApiDoc;
 
@@ -236,5 +238,129 @@ async fn list_deployments(
         .bind(limit)
         .fetch_all(&d.pool)
         .await?,
+    ))
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// A Git revision (commit, branch or tag); the app's target revision when absent.
+    pub revision: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SyncAccepted {
+    pub app: String,
+    pub revision: String,
+    pub deployment: Uuid,
+}
+
+async fn find_app(d: &Deployer, app: &str) -> Result<Application, ApiError> {
+    d.applications
+        .get_opt(app)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("reading Application {app}: {e}")))?
+        .ok_or_else(|| ApiError::NotFound(format!("no Argo CD Application {app}")))
+}
+
+async fn request(
+    d: &Deployer,
+    app: &Application,
+    revision: &str,
+    reason: &str,
+    rollback: bool,
+) -> ApiResult<Uuid> {
+    sync::request_sync(&d.applications, app.name(), revision, reason)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("writing the sync operation: {e}")))?;
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO deployments (id, namespace, app, commit, sync_requested_at, status, reason)
+         VALUES ($1, $2, $3, $4, now(), 'requested', $5)",
+    )
+    .bind(id)
+    .bind(app.namespace())
+    .bind(app.name())
+    .bind(revision)
+    .bind(if rollback { Some(reason) } else { None })
+    .execute(&d.pool)
+    .await?;
+    Ok(id)
+}
+
+/// Asks Argo CD to sync an app now (Developer).
+#[utoipa::path(post, path = "/v1/apps/{app}/sync", params(("app" = String, Path)), request_body = SyncRequest,
+    responses((status = 202, body = SyncAccepted), (status = 404, body = ErrorBody)))]
+async fn sync_app(
+    State(d): State<AppState>,
+    identity: Identity,
+    Path(app): Path<String>,
+    Json(body): Json<SyncRequest>,
+) -> ApiResult<(StatusCode, axum::Json<SyncAccepted>)> {
+    identity.require(Role::Developer)?;
+    let found = find_app(&d, &app).await?;
+    let revision = body
+        .revision
+        .or_else(|| {
+            found
+                .git_sources()
+                .next()
+                .and_then(|s| s.target_revision.clone())
+        })
+        .unwrap_or_else(|| "HEAD".into());
+    let reason = format!("sync asked by {}", identity.subject);
+    let deployment = request(&d, &found, &revision, &reason, false).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(SyncAccepted {
+            app,
+            revision,
+            deployment,
+        }),
+    ))
+}
+
+/// Rolls an app back (Admin): to `revision`, or to the newest revision before the current one in Argo CD's
+/// history. Auto-sync would undo it, so the app must not have it (turn it off first).
+#[utoipa::path(post, path = "/v1/apps/{app}/rollback", params(("app" = String, Path)), request_body = SyncRequest,
+    responses((status = 202, body = SyncAccepted), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn rollback_app(
+    State(d): State<AppState>,
+    identity: Identity,
+    Path(app): Path<String>,
+    Json(body): Json<SyncRequest>,
+) -> ApiResult<(StatusCode, axum::Json<SyncAccepted>)> {
+    identity.require(Role::Admin)?;
+    let found = find_app(&d, &app).await?;
+    if found.auto_sync() {
+        return Err(ApiError::Conflict(format!(
+            "{app} has auto-sync on, which would undo the rollback at once: turn it off first"
+        )));
+    }
+    let status = found.status.clone().unwrap_or_default();
+    let current = status.sync.as_ref().and_then(|s| s.revision.clone());
+    let revision = match body.revision {
+        Some(r) => r,
+        None => status
+            .history
+            .iter()
+            .rev()
+            .filter_map(|h| h.revision.clone())
+            .find(|r| Some(r) != current.as_ref())
+            .ok_or_else(|| {
+                ApiError::Conflict(format!(
+                    "{app} has no earlier revision in Argo CD's history"
+                ))
+            })?,
+    };
+    let reason = format!("rollback asked by {}", identity.subject);
+    let deployment = request(&d, &found, &revision, &reason, true).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(SyncAccepted {
+            app,
+            revision,
+            deployment,
+        }),
     ))
 }

@@ -217,3 +217,66 @@ async fn bad_signatures_unknown_repositories_and_malformed_payloads_are_refused_
     running.stop().await.unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn sync_and_rollback_on_request_with_roles_and_auto_sync_respected() {
+    let (base, env, mut fake, running) = start().await;
+    let post = |path: &str, token: &str| {
+        testkit::http_client()
+            .post(format!("{base}{path}"))
+            .bearer_auth(token.to_owned())
+            .json(&json!({}))
+            .send()
+    };
+    let viewer = post("/v1/apps/guestbook/sync", &env.tokens.viewer)
+        .await
+        .unwrap();
+    assert_eq!(viewer.status(), 403);
+    fake.no_call().await;
+
+    let guestbook = recorded_apps()["items"][0].clone();
+    let sent = tokio::spawn(post("/v1/apps/guestbook/sync", &env.tokens.developer));
+    fake.answer(Method::GET, &format!("{APPS}/guestbook"), guestbook.clone())
+        .await;
+    let patch = fake
+        .answer(
+            Method::PATCH,
+            &format!("{APPS}/guestbook"),
+            guestbook.clone(),
+        )
+        .await;
+    let accepted: Value = sent.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(
+        accepted["revision"], "HEAD",
+        "the app's own target revision"
+    );
+    assert_eq!(patch["operation"]["sync"]["revision"], "HEAD");
+
+    // The recorded app has auto-sync: a rollback would be undone at once, so it is refused.
+    let sent = tokio::spawn(post("/v1/apps/guestbook/rollback", &env.tokens.admin));
+    fake.answer(Method::GET, &format!("{APPS}/guestbook"), guestbook.clone())
+        .await;
+    let refused = sent.await.unwrap().unwrap();
+    assert_eq!(refused.status(), 409);
+
+    // Without auto-sync it goes to the newest earlier revision in the history.
+    let mut manual = guestbook.clone();
+    manual["spec"]["syncPolicy"] = json!({ "syncOptions": ["CreateNamespace=true"] });
+    let sent = tokio::spawn(post("/v1/apps/guestbook/rollback", &env.tokens.admin));
+    fake.answer(Method::GET, &format!("{APPS}/guestbook"), manual.clone())
+        .await;
+    let patch = fake
+        .answer(Method::PATCH, &format!("{APPS}/guestbook"), manual)
+        .await;
+    let accepted: Value = sent.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(
+        accepted["revision"],
+        "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
+    );
+    assert_eq!(
+        patch["operation"]["sync"]["revision"],
+        "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
+    );
+    running.stop().await.unwrap();
+    env.cleanup().await;
+}
