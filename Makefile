@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup services services-down dev test lint fmt typecheck build bench bench-edge bench-backup
+.PHONY: help setup services services-down dev test lint fmt typecheck build bench bench-edge bench-backup bench-deploy
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,7 +37,7 @@ typecheck: ## Type-check every crate and test
 build: ## Build release binaries (inventory, edge-registry, homestation, homestation-edge-agent)
 	cargo build --workspace --release --locked
 
-bench: bench-edge bench-backup ## Run every benchmark (release build); results go to bench/results/
+bench: bench-edge bench-backup bench-deploy ## Run every benchmark (release build); results go to bench/results/
 
 bench-edge: services ## 10,000 edge nodes heartbeating into edge-registry beside a bare subscriber
 	cargo run --release --locked -p homestation-bench --bin edge-heartbeats
@@ -45,3 +45,6 @@ bench-edge: services ## 10,000 edge nodes heartbeating into edge-registry beside
 bench-backup: setup ## 1 GiB dump to S3: HomeStation's pipeline vs restic --stdin vs a plain upload
 	@command -v restic >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq restic; } || { echo "install restic (apt-get install restic)"; exit 1; }
 	cargo run --release --locked -p homestation-bench --bin backup-throughput
+
+bench-deploy: services ## Webhook → Argo CD sync operation with 100 Applications, beside the bare patch
+	cargo run --release --locked -p homestation-bench --bin deploy-webhook

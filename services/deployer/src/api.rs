@@ -86,6 +86,8 @@ pub struct WebhookOutcome {
     pub synced: Vec<String>,
     /// Applications that could not be asked, with the reason.
     pub failed: Vec<String>,
+    /// Why nothing was done, for a push that deploys nothing (a tag, a deleted branch).
+    pub ignored: Option<String>,
 }
 
 /// Receives a push from GitHub, Gitea/Forgejo or GitLab, verifies it, and asks Argo CD to sync the
@@ -100,7 +102,23 @@ async fn git_webhook(
 ) -> ApiResult<(StatusCode, axum::Json<WebhookOutcome>)> {
     let received = Utc::now();
     let provider = webhook::provider(&headers)?;
-    let push = webhook::parse(provider, &headers, &body)?;
+    let push = match webhook::parse(provider, &headers, &body) {
+        Err(WebhookError::NotABranch) => {
+            // Answered as handled: the provider would otherwise show the delivery as failed and retry it.
+            return Ok((
+                StatusCode::ACCEPTED,
+                axum::Json(WebhookOutcome {
+                    delivery: String::new(),
+                    commit: String::new(),
+                    replayed: false,
+                    synced: Vec::new(),
+                    failed: Vec::new(),
+                    ignored: Some(WebhookError::NotABranch.to_string()),
+                }),
+            ));
+        }
+        other => other?,
+    };
     let urls: Vec<String> = push
         .repository_urls
         .iter()
@@ -127,6 +145,7 @@ async fn git_webhook(
         replayed: false,
         synced: Vec::new(),
         failed: Vec::new(),
+        ignored: None,
     };
     let first = sqlx::query(
         "INSERT INTO deliveries (provider, id, commit) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
