@@ -29,6 +29,31 @@ fn touched(source: &Source, changed: &BTreeSet<String>) -> bool {
     })
 }
 
+/// The files a `ref` source provides to the app's other sources: `$values/platform/grafana/values.yaml`
+/// in a Helm source's `valueFiles` names `platform/grafana/values.yaml` of the source with `ref: values`.
+fn referenced_files(app: &Application, reference: &str) -> BTreeSet<String> {
+    let prefix = format!("${reference}/");
+    app.spec
+        .source
+        .iter()
+        .chain(app.spec.sources.iter())
+        .filter_map(|s| s.extra.get("helm")?.get("valueFiles")?.as_array())
+        .flatten()
+        .filter_map(|f| f.as_str()?.strip_prefix(&prefix).map(str::to_owned))
+        .collect()
+}
+
+fn source_changed(app: &Application, source: &Source, changed: &BTreeSet<String>) -> bool {
+    match source.extra.get("ref").and_then(|r| r.as_str()) {
+        // A values-only source matters through the files other sources take from it.
+        Some(reference) if source.path.is_none() => {
+            let files = referenced_files(app, reference);
+            changed.iter().any(|c| files.contains(c))
+        }
+        _ => touched(source, changed),
+    }
+}
+
 /// The apps among `apps` that this push changes, each once.
 pub fn affected<'a>(push: &Push, apps: &'a [Application]) -> Vec<&'a Application> {
     let repositories: BTreeSet<String> = push
@@ -41,7 +66,7 @@ pub fn affected<'a>(push: &Push, apps: &'a [Application]) -> Vec<&'a Application
             app.git_sources().any(|s| {
                 repositories.contains(&normalize_repository(&s.repo_url))
                     && tracks(s, push)
-                    && touched(s, &push.changed_paths)
+                    && source_changed(app, s, &push.changed_paths)
             })
         })
         .collect()
@@ -141,5 +166,28 @@ mod tests {
             "HEAD follows the default branch only"
         );
         assert!(names(&push("main", &["README.md"])).is_empty());
+    }
+
+    #[test]
+    fn a_values_source_counts_only_through_the_files_a_chart_takes_from_it() {
+        let grafana: Application = serde_json::from_value(serde_json::json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": { "name": "grafana", "namespace": "argocd" },
+            "spec": { "sources": [
+                { "repoURL": "https://grafana.github.io/helm-charts", "chart": "grafana", "targetRevision": "8.5.0",
+                  "helm": { "valueFiles": ["$values/platform/grafana/values.yaml"] } },
+                { "repoURL": "https://github.com/lab/gitops.git", "targetRevision": "main", "ref": "values" }
+            ] }
+        }))
+        .unwrap();
+        let apps = vec![grafana];
+        assert_eq!(
+            affected(&push("main", &["platform/grafana/values.yaml"]), &apps).len(),
+            1
+        );
+        assert!(
+            affected(&push("main", &["apps/shop/values.yaml"]), &apps).is_empty(),
+            "another app's change"
+        );
     }
 }
