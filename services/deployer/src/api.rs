@@ -25,6 +25,7 @@ use crate::{Repository, mapping, sync};
 pub struct Deployer {
     pub pool: PgPool,
     pub applications: Api<Application>,
+    pub syncer: sync::Syncer,
     pub repositories: Vec<Repository>,
 }
 
@@ -182,8 +183,7 @@ async fn git_webhook(
             provider.as_str(),
             push.delivery
         );
-        let requested =
-            sync::request_sync(&d.applications, app.name(), &push.commit, &reason).await;
+        let requested = d.syncer.sync(app.name(), &push.commit, &reason).await;
         let (status, failure) = match &requested {
             Ok(()) => ("requested", None),
             Err(e) => ("failed", Some(format!("writing the sync operation: {e}"))),
@@ -289,7 +289,8 @@ async fn request(
     reason: &str,
     rollback: bool,
 ) -> ApiResult<Uuid> {
-    sync::request_sync(&d.applications, app.name(), revision, reason)
+    d.syncer
+        .sync(app.name(), revision, reason)
         .await
         .map_err(|e| ApiError::Unavailable(format!("writing the sync operation: {e}")))?;
     let id = Uuid::now_v7();

@@ -21,6 +21,15 @@ use service_kit::shutdown::Tasks;
 use service_kit::{Authenticator, DatabaseSettings, HttpSettings, NatsSettings, Shutdown};
 use tokio::net::TcpListener;
 
+/// Argo CD's REST API, used for syncs instead of patching Applications through the Kubernetes API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgoApiSettings {
+    pub url: String,
+    /// An Argo CD API token with `sync` on the applications.
+    pub token: SecretString,
+}
+
 /// A Git repository whose pushes deploy, and the secret its webhook is signed with.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +49,8 @@ pub struct Config {
     pub repositories: Vec<Repository>,
     /// Where Argo CD's Application objects live.
     pub argocd_namespace: String,
+    /// Ask for syncs through Argo CD's REST API rather than the Kubernetes API.
+    pub argocd_api: Option<ArgoApiSettings>,
     /// How long a synced app has to become Healthy before it is rolled back.
     pub health_deadline_secs: u64,
     /// Follow Applications (timeline, events, rollback). Off, the deployer only turns webhooks into syncs.
@@ -59,6 +70,7 @@ impl Default for Config {
             auth: AuthSettings::default(),
             repositories: Vec::new(),
             argocd_namespace: "argocd".into(),
+            argocd_api: None,
             health_deadline_secs: 300,
             watch: true,
             shutdown_grace_secs: 10,
@@ -115,9 +127,23 @@ impl Application {
             .migrated_pool(&sqlx::migrate!("./migrations"))
             .await?;
         let bus = bus::Connection::open(&config.nats, <Self as service_kit::Service>::NAME).await?;
+        let applications: kube::Api<argo::Application> =
+            kube::Api::namespaced(client, &config.argocd_namespace);
+        let syncer = match &config.argocd_api {
+            Some(a) => sync::Syncer::Rest {
+                http: {
+                    service_kit::install_crypto_provider();
+                    reqwest::Client::new()
+                },
+                url: a.url.clone(),
+                token: a.token.clone(),
+            },
+            None => sync::Syncer::Kube(Box::new(applications.clone())),
+        };
         let deployer = Arc::new(api::Deployer {
             pool,
-            applications: kube::Api::namespaced(client, &config.argocd_namespace),
+            applications,
+            syncer,
             repositories: config.repositories.clone(),
         });
         let http = config.http.bind().await.map_err(Error::Bind)?;
@@ -148,6 +174,7 @@ impl service_kit::Service for Application {
         let watcher = Arc::new(watch::Watcher {
             pool: pool.clone(),
             applications: self.deployer.applications.clone(),
+            syncer: self.deployer.syncer.clone(),
             outbox: Arc::new(tokio::sync::Notify::new()),
             metrics: watch::DeployMetrics::new(&metrics),
             health_deadline: Duration::from_secs(self.config.health_deadline_secs),

@@ -68,6 +68,7 @@ impl DeployMetrics {
 pub struct Watcher {
     pub pool: PgPool,
     pub applications: Api<Application>,
+    pub syncer: sync::Syncer,
     pub outbox: Arc<Notify>,
     pub metrics: DeployMetrics,
     /// How long a synced app has to become Healthy.
@@ -278,14 +279,10 @@ impl Watcher {
                 .map_err(|e| format!("suspending auto-sync: {e}"))?;
             reason.push_str("; auto-sync is suspended until someone turns it back on");
         }
-        sync::request_sync(
-            &self.applications,
-            app.name(),
-            &target,
-            &format!("HomeStation rollback: {why}"),
-        )
-        .await
-        .map_err(|e| format!("writing the rollback: {e}"))?;
+        self.syncer
+            .sync(app.name(), &target, &format!("HomeStation rollback: {why}"))
+            .await
+            .map_err(|e| format!("writing the rollback: {e}"))?;
         let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
         let db = |e: sqlx::Error| e.to_string();
         sqlx::query("UPDATE deployments SET status = 'rolled_back', reason = $2 WHERE id = $1")

@@ -61,9 +61,11 @@ async fn setup() -> (
     sqlx::migrate!("./migrations").run(&pool).await.unwrap();
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let metrics = service_kit::metrics::Metrics::new("deployer");
+    let applications = kube::Api::namespaced(kube::Client::new(service, "argocd"), "argocd");
     let watcher = Arc::new(Watcher {
         pool: pool.clone(),
-        applications: kube::Api::namespaced(kube::Client::new(service, "argocd"), "argocd"),
+        syncer: deployer::sync::Syncer::Kube(Box::new(applications.clone())),
+        applications,
         outbox: Default::default(),
         metrics: DeployMetrics::new(&metrics),
         health_deadline: Duration::from_secs(1),

@@ -280,3 +280,71 @@ async fn sync_and_rollback_on_request_with_roles_and_auto_sync_respected() {
     running.stop().await.unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn with_argo_cd_s_rest_api_configured_syncs_go_there_with_its_token() {
+    // A FAKE Argo CD API server: it records what it is asked.
+    let asked: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Value)>>> = Default::default();
+    let record = asked.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let argocd = format!("http://{}", listener.local_addr().unwrap());
+    let fake_argocd = axum::Router::new().route(
+        "/api/v1/applications/{name}/sync",
+        axum::routing::post(
+            move |axum::extract::Path(name): axum::extract::Path<String>,
+                  headers: axum::http::HeaderMap,
+                  body: axum::Json<Value>| {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                record.lock().unwrap().push((name, auth, body.0));
+                async { axum::Json(json!({})) }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, fake_argocd).await });
+
+    let env = testkit::TestEnv::new().await;
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let mut fake = Fake { handle };
+    let config = deployer::Config {
+        http: HttpSettings::with_port(0),
+        database: env.database(),
+        nats: env.nats(),
+        auth: env.auth(),
+        repositories: vec![deployer::Repository {
+            url: "https://github.com/lab/gitops".into(),
+            secret: secrecy::SecretString::from(SECRET),
+        }],
+        argocd_api: Some(deployer::ArgoApiSettings {
+            url: argocd,
+            token: secrecy::SecretString::from("argocd-token-made-for-this-test"),
+        }),
+        watch: false,
+        ..Default::default()
+    };
+    let app = deployer::Application::with_kube_client(config, kube::Client::new(service, "argocd"))
+        .await
+        .unwrap();
+    let base = format!("http://{}", app.http_addr());
+    let running = testkit::spawn(app);
+    let (headers, body) = github_push("delivery-rest", &["apps/billing/values.yaml"]);
+    let sent = tokio::spawn(async move { deliver(&base, &headers, body).await });
+    fake.answer(Method::GET, APPS, recorded_apps()).await;
+    let (status, outcome) = sent.await.unwrap();
+    assert_eq!(status, 202, "{outcome}");
+    assert_eq!(outcome["synced"], json!(["argocd/billing"]));
+    fake.no_call().await;
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].0, "billing");
+    assert_eq!(asked[0].1, "Bearer argocd-token-made-for-this-test");
+    assert_eq!(
+        asked[0].2["revision"],
+        "77aa88bb99cc00dd11ee22ff3344556677889900"
+    );
+    running.stop().await.unwrap();
+    env.cleanup().await;
+}
