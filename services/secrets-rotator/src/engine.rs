@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bus::{Envelope, Event, SecretRotated};
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use service_kit::{ApiError, Shutdown};
 use sqlx::PgPool;
@@ -79,6 +80,18 @@ enum Stop {
     Failed(String),
     /// The new version was current for a while; the previous value is current again.
     RolledBack { reason: String, restored: u64 },
+    /// Shutdown came while consumers were being waited for: the row stays `published` for the next start.
+    Interrupted,
+}
+
+/// Which of two alternating logins (users or static roles) takes the new credential: the one apps do not
+/// hold now (`current`), so theirs keeps working; the first when nothing is current or there is only one.
+fn next_in_turn<'a>(candidates: &'a [String], current: Option<&SecretString>) -> &'a str {
+    let current = current.map(ExposeSecret::expose_secret);
+    candidates
+        .iter()
+        .find(|c| Some(c.as_str()) != current)
+        .unwrap_or(&candidates[0])
 }
 
 impl From<crate::kv::KvError> for Stop {
@@ -97,7 +110,7 @@ impl From<sqlx::Error> for Stop {
 struct Lease {
     lease_id: String,
     username: String,
-    password: secrecy::SecretString,
+    password: SecretString,
 }
 
 pub struct Rotator {
@@ -185,16 +198,7 @@ impl Rotator {
                 password_length,
                 ..
             } => {
-                // Alternating: the user apps do not hold now gets the new password, so theirs keeps working.
-                let current = old.get("username");
-                let user = users
-                    .iter()
-                    .find(|u| {
-                        current.as_ref().map(secrecy::ExposeSecret::expose_secret)
-                            != Some(u.as_str())
-                    })
-                    .unwrap_or(&users[0])
-                    .clone();
+                let user = next_in_turn(users, old.get("username").as_ref()).to_owned();
                 let secret = password(*password_length, Default::default())
                     .map_err(|e| Stop::Failed(e.to_string()))?;
                 database::set_password(admin_url, &user, &secret)
@@ -203,7 +207,7 @@ impl Rotator {
                 database::check_login(database_url, &user, &secret)
                     .await
                     .map_err(|e| Stop::Failed(e.to_string()))?;
-                new.set("username", &secrecy::SecretString::from(user.clone()));
+                new.set("username", &SecretString::from(user.clone()));
                 new.set("password", &secret);
                 Some(user)
             }
@@ -213,16 +217,8 @@ impl Rotator {
                 database_url,
                 ..
             } => {
-                // Alternating as with users: Vault rotates the role apps do not hold now.
-                let current = old.get("role");
-                let role = roles
-                    .iter()
-                    .find(|r| {
-                        current.as_ref().map(secrecy::ExposeSecret::expose_secret)
-                            != Some(r.as_str())
-                    })
-                    .unwrap_or(&roles[0])
-                    .clone();
+                // Vault rotates the static role apps do not hold now.
+                let role = next_in_turn(roles, old.get("role").as_ref()).to_owned();
                 let failed = |what: &str, e: vaultrs::error::ClientError| {
                     Stop::Failed(format!("Vault {what} of static role {mount}/{role}: {e}"))
                 };
@@ -232,16 +228,13 @@ impl Rotator {
                 let creds = vaultrs::database::static_role::creds(self.kv.client(), mount, &role)
                     .await
                     .map_err(|e| failed("credentials", e))?;
-                let secret = secrecy::SecretString::from(creds.password);
+                let secret = SecretString::from(creds.password);
                 database::check_login(database_url, &creds.username, &secret)
                     .await
                     .map_err(|e| Stop::Failed(e.to_string()))?;
-                new.set(
-                    "username",
-                    &secrecy::SecretString::from(creds.username.clone()),
-                );
+                new.set("username", &SecretString::from(creds.username.clone()));
                 new.set("password", &secret);
-                new.set("role", &secrecy::SecretString::from(role));
+                new.set("role", &SecretString::from(role));
                 Some(creds.username)
             }
             Target::VaultDynamic {
@@ -257,12 +250,9 @@ impl Rotator {
                 database::check_login(database_url, &issued.username, &issued.password)
                     .await
                     .map_err(|e| Stop::Failed(e.to_string()))?;
-                new.set(
-                    "username",
-                    &secrecy::SecretString::from(issued.username.clone()),
-                );
+                new.set("username", &SecretString::from(issued.username.clone()));
                 new.set("password", &issued.password);
-                new.set("lease_id", &secrecy::SecretString::from(issued.lease_id));
+                new.set("lease_id", &SecretString::from(issued.lease_id));
                 Some(issued.username)
             }
         };
@@ -312,7 +302,7 @@ impl Rotator {
         Ok(Lease {
             lease_id: field(&body["lease_id"])?,
             username: field(&body["data"]["username"])?,
-            password: secrecy::SecretString::from(field(&body["data"]["password"])?),
+            password: SecretString::from(field(&body["data"]["password"])?),
         })
     }
 
@@ -321,7 +311,6 @@ impl Rotator {
         let Some(lease) = data.get("lease_id") else {
             return;
         };
-        use secrecy::ExposeSecret;
         let settings = &self.kv.client().settings;
         let url = format!(
             "{}/v1/sys/leases/revoke",
@@ -470,7 +459,7 @@ impl Rotator {
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = self.shutdown.wait() => return Err(Stop::Failed("shutting down; the next start resumes".into())),
+                _ = self.shutdown.wait() => return Err(Stop::Interrupted),
             }
         }
     }
@@ -494,7 +483,6 @@ impl Rotator {
             let secret = current
                 .get("password")
                 .ok_or("the secret has no password")?;
-            use secrecy::ExposeSecret;
             database::check_login(database_url, user.expose_secret(), &secret)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -528,16 +516,16 @@ impl Rotator {
         outcome: Result<(), Stop>,
     ) -> Result<Rotation, RotateError> {
         let (phase, reason, restored) = match outcome {
+            // Left `published` for recovery to finish.
+            Err(Stop::Interrupted) => {
+                return Ok(self.get(id).await?.expect("the rotation row exists"));
+            }
             Ok(()) => ("done", None, None),
             Err(Stop::Failed(reason)) => ("failed", Some(reason), None),
             Err(Stop::RolledBack { reason, restored }) => {
                 ("rolled_back", Some(reason), Some(restored as i64))
             }
         };
-        if reason.as_deref() == Some("shutting down; the next start resumes") {
-            // Left `published` for recovery to finish.
-            return Ok(self.get(id).await?.expect("the rotation row exists"));
-        }
         let rotation: Rotation = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE rotations SET phase = $2, reason = $3, restored_version = $4, finished_at = now()
              WHERE id = $1 RETURNING {COLUMNS}"

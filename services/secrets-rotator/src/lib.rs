@@ -100,9 +100,9 @@ pub struct Application {
     http: TcpListener,
     bus: bus::Connection,
     auth: Authenticator,
-    rotator: Arc<Rotator>,
+    /// Built here, put to work (with the service's shutdown) in `run_until_stopped`.
+    rotator: Rotator,
     metrics: Metrics,
-    shutdown: Shutdown,
     config: Config,
 }
 
@@ -137,9 +137,7 @@ impl service_kit::Service for Application {
             None
         };
         let metrics = Metrics::new(Self::NAME);
-        // The rotator's shutdown is made here so that recovery (below) can wait for acknowledgements.
-        let shutdown = Shutdown::new();
-        let rotator = Arc::new(Rotator {
+        let rotator = Rotator {
             pool,
             kv: kv::Kv::new(Arc::new(vault), &config.vault.kv_mount),
             policies: policies
@@ -150,8 +148,9 @@ impl service_kit::Service for Application {
             http: reqwest::Client::new(),
             kube,
             metrics: metrics::RotatorMetrics::new(&metrics),
-            shutdown: shutdown.clone(),
-        });
+            // Replaced by the service's own in `run_until_stopped`.
+            shutdown: Shutdown::new(),
+        };
         let http = config.http.bind().await.map_err(Error::Bind)?;
         Ok(Self {
             http,
@@ -159,27 +158,24 @@ impl service_kit::Service for Application {
             auth,
             rotator,
             metrics,
-            shutdown,
             config,
         })
     }
 
     async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), Error> {
         tracing::info!(http = %self.http_addr(), policies = self.rotator.policies.len(), "secrets-rotator listening");
-        let inner = self.shutdown.clone();
-        let outer = shutdown.clone();
-        tokio::spawn(async move {
-            outer.wait().await;
-            inner.trigger();
+        let rotator = Arc::new(Rotator {
+            shutdown: shutdown.clone(),
+            ..self.rotator
         });
         let bus_metrics = bus::BusMetrics::new(&self.metrics);
         let kit = Kit::new(
             self.auth,
             self.metrics,
-            self.rotator.pool.clone(),
+            rotator.pool.clone(),
             self.bus.client.clone(),
         );
-        let router = service_router(api::router(self.rotator.clone()), api::public_router(), kit);
+        let router = service_router(api::router(rotator.clone()), api::public_router(), kit);
         let mut tasks = Tasks::new();
         tasks.spawn(
             "http",
@@ -193,7 +189,7 @@ impl service_kit::Service for Application {
                 self.bus.namespace.clone(),
                 spec,
                 Arc::new(AckHandler {
-                    pool: self.rotator.pool.clone(),
+                    pool: rotator.pool.clone(),
                 }),
                 bus_metrics.clone(),
                 shutdown.clone(),
@@ -205,28 +201,28 @@ impl service_kit::Service for Application {
         tasks.spawn(
             "outbox",
             bus::outbox::relay(
-                self.rotator.pool.clone(),
+                rotator.pool.clone(),
                 publisher,
-                self.rotator.outbox.clone(),
+                rotator.outbox.clone(),
                 shutdown.clone(),
             ),
         );
         // Acknowledgements and the outbox run first: resuming a published rotation may wait for them.
-        let recovered = self.rotator.recover().await?;
+        let recovered = rotator.recover().await?;
         if recovered > 0 {
             tracing::warn!(
                 recovered,
                 "rotations interrupted by the last stop were finished or undone"
             );
         }
-        tasks.spawn("scheduler", self.rotator.clone().schedule());
+        tasks.spawn("scheduler", rotator.clone().schedule());
         tasks
             .run(
                 shutdown,
                 Duration::from_secs(self.config.shutdown_grace_secs),
             )
             .await?;
-        self.rotator.pool.close().await;
+        rotator.pool.close().await;
         Ok(())
     }
 }
