@@ -19,8 +19,12 @@ const ATTEMPTS: u32 = 4;
 pub enum SyncError {
     #[error("{0}")]
     Kube(#[from] kube::Error),
-    #[error("Argo CD API: {0}")]
-    Rest(String),
+    #[error("Argo CD API: {reason}")]
+    Rest {
+        /// The HTTP status Argo CD answered; None when it could not be reached.
+        status: Option<u16>,
+        reason: String,
+    },
 }
 
 impl SyncError {
@@ -29,9 +33,7 @@ impl SyncError {
             SyncError::Kube(kube::Error::Api(status)) => status.code == 409 || status.code >= 500,
             SyncError::Kube(kube::Error::HyperError(_) | kube::Error::Service(_)) => true,
             SyncError::Kube(_) => false,
-            SyncError::Rest(reason) => {
-                !reason.starts_with("answered 4") || reason.starts_with("answered 409")
-            }
+            SyncError::Rest { status, .. } => status.is_none_or(|s| s == 409 || s >= 500),
         }
     }
 }
@@ -87,17 +89,19 @@ impl Syncer {
                         .json(&body)
                         .send()
                         .await
-                        .map_err(|e| SyncError::Rest(e.to_string()))?;
+                        .map_err(|e| SyncError::Rest {
+                            status: None,
+                            reason: e.to_string(),
+                        })?;
                     let status = answer.status();
                     if status.is_success() {
                         return Ok(());
                     }
                     let text = answer.text().await.unwrap_or_default();
-                    Err(SyncError::Rest(format!(
-                        "answered {}: {}",
-                        status.as_u16(),
-                        text.trim()
-                    )))
+                    Err(SyncError::Rest {
+                        status: Some(status.as_u16()),
+                        reason: format!("answered {}: {}", status.as_u16(), text.trim()),
+                    })
                 })
                 .await
             }
