@@ -50,7 +50,7 @@ pub enum BackupCommand {
         #[arg(long)]
         policy: Option<String>,
         /// Run a drill of this policy's newest backup now and print its result (exit 1 when it fails).
-        #[arg(long, value_name = "POLICY")]
+        #[arg(long, value_name = "POLICY", conflicts_with = "policy")]
         run: Option<String>,
     },
 }
@@ -153,11 +153,7 @@ pub async fn run(
                 )
             }))
         }
-        BackupCommand::Drills {
-            policy,
-            run: Some(run),
-        } => {
-            let _ = policy;
+        BackupCommand::Drills { run: Some(run), .. } => {
             let drill = client
                 .post(
                     &format!("/v1/policies/{}/drills", segment(&run)),

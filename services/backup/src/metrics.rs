@@ -97,12 +97,7 @@ impl BackupMetrics {
         bytes: u64,
         seconds: f64,
     ) {
-        self.last_success
-            .get_or_create(&label(policy))
-            .set(at.timestamp() as f64);
-        self.last_bytes
-            .get_or_create(&label(policy))
-            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.restore_last_success(policy, at, bytes);
         self.last_duration
             .get_or_create(&label(policy))
             .set(seconds);
