@@ -319,6 +319,52 @@ impl TestEnv {
         self.auth.clone()
     }
 
+    /// The events on one of this test's streams so far, in order, as (subject without the namespace,
+    /// the event's data).
+    pub async fn events(&self, stream: bus::Stream) -> Vec<(String, serde_json::Value)> {
+        let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.unwrap());
+        let Ok(mut stream) = js.get_stream(stream.name(&self.namespace)).await else {
+            return Vec::new();
+        };
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let mut events = Vec::new();
+        for seq in 1..=last {
+            if let Ok(m) = stream.get_raw_message(seq).await {
+                let envelope = bus::Envelope::parse(&self.namespace, &m.subject, &m.payload)
+                    .expect("events on the stream parse");
+                let wire: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+                events.push((envelope.event.subject().to_owned(), wire["data"].clone()));
+            }
+        }
+        events
+    }
+
+    /// The data of `subject`'s events once there are at least `count` of them. A service's outbox
+    /// relays after its database commit, so an event can reach the stream a moment after the API
+    /// answered: tests wait for events rather than read them once.
+    pub async fn await_events(
+        &self,
+        stream: bus::Stream,
+        subject: &str,
+        count: usize,
+    ) -> Vec<serde_json::Value> {
+        eventually(
+            &format!("{count} {subject} event(s)"),
+            Duration::from_secs(20),
+            || async {
+                let found: Vec<serde_json::Value> = self
+                    .events(stream)
+                    .await
+                    .into_iter()
+                    .filter(|(s, _)| s == subject)
+                    .map(|(_, data)| data)
+                    .collect();
+                (found.len() >= count).then_some(found)
+            },
+        )
+        .await
+    }
+
     /// Deletes this test's streams; its database goes with the stale-database sweep.
     pub async fn cleanup(&self) {
         drop_namespace(&self.namespace).await;

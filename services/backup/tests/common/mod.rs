@@ -229,42 +229,11 @@ impl TestBackup {
         .await
     }
 
-    /// The backup.v1 events published so far, as (subject without namespace, the event's data).
-    pub async fn events(&self) -> Vec<(String, serde_json::Value)> {
-        let client = async_nats::connect(testkit::nats_url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let Ok(mut stream) = js
-            .get_stream(bus::Stream::Backup.name(&self.env.namespace))
-            .await
-        else {
-            return Vec::new();
-        };
-        let last = stream.info().await.unwrap().state.last_sequence;
-        let mut events = Vec::new();
-        for seq in 1..=last {
-            if let Ok(m) = stream.get_raw_message(seq).await {
-                let envelope =
-                    bus::Envelope::parse(&self.env.namespace, &m.subject, &m.payload).unwrap();
-                let wire: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
-                events.push((envelope.event.subject().to_owned(), wire["data"].clone()));
-            }
-        }
-        events
-    }
-
     /// Waits until an event with this subject has been published `count` times.
     pub async fn await_events(&self, subject: &str, count: usize) -> Vec<serde_json::Value> {
-        testkit::eventually(subject, std::time::Duration::from_secs(20), || async {
-            let matching: Vec<serde_json::Value> = self
-                .events()
-                .await
-                .into_iter()
-                .filter(|(s, _)| s == subject)
-                .map(|(_, p)| p)
-                .collect();
-            (matching.len() >= count).then_some(matching)
-        })
-        .await
+        self.env
+            .await_events(bus::Stream::Backup, subject, count)
+            .await
     }
 
     pub async fn stop(mut self) {

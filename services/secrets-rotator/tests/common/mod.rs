@@ -136,24 +136,13 @@ impl TestRotator {
 
     /// The `secrets.v1.*` events published so far, as (subject, data).
     pub async fn events(&self) -> Vec<(String, Value)> {
-        let js = &self.bus.js;
-        let Ok(mut stream) = js
-            .get_stream(bus::Stream::Secrets.name(&self.env.namespace))
+        self.env.events(bus::Stream::Secrets).await
+    }
+
+    pub async fn events_of(&self, subject: &str, count: usize) -> Vec<Value> {
+        self.env
+            .await_events(bus::Stream::Secrets, subject, count)
             .await
-        else {
-            return Vec::new();
-        };
-        let last = stream.info().await.unwrap().state.last_sequence;
-        let mut events = Vec::new();
-        for seq in 1..=last {
-            if let Ok(m) = stream.get_raw_message(seq).await {
-                let envelope =
-                    bus::Envelope::parse(&self.env.namespace, &m.subject, &m.payload).unwrap();
-                let wire: Value = serde_json::from_slice(&m.payload).unwrap();
-                events.push((envelope.event.subject().to_owned(), wire["data"].clone()));
-            }
-        }
-        events
     }
 
     pub async fn stop(mut self) {
