@@ -1,6 +1,5 @@
 //! Layered, typed configuration: defaults in code, then an optional TOML file, then `HOMESTATION_<SVC>__…` variables.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::Figment;
@@ -24,17 +23,23 @@ pub fn env_prefix(service: &str) -> String {
     )
 }
 
-/// Loads `T` from its defaults, the file named by `HOMESTATION_CONFIG_FILE`, and the service's variables.
+/// Loads `T` from its defaults, the files named by `HOMESTATION_CONFIG_FILE`, and the service's variables.
+///
+/// `HOMESTATION_CONFIG_FILE` may name several files separated by `:`, merged in order (tables merge
+/// key by key, a later file wins). In a cluster the first is the chart's ConfigMap and the second the
+/// file Vault Agent renders with the secrets, so no secret passes through a ConfigMap or a variable.
 pub fn load_config<T: DeserializeOwned>(service: &str) -> Result<T, ConfigError> {
     let mut figment = Figment::new();
-    if let Some(path) = std::env::var_os(CONFIG_FILE_VAR).map(PathBuf::from) {
-        if !path.exists() {
-            return Err(ConfigError(format!(
-                "{CONFIG_FILE_VAR} names {} which does not exist",
-                path.display()
-            )));
+    if let Some(files) = std::env::var_os(CONFIG_FILE_VAR) {
+        for path in std::env::split_paths(&files).filter(|p| !p.as_os_str().is_empty()) {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "{CONFIG_FILE_VAR} names {} which does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Toml::file(path));
     }
     figment
         .merge(Env::prefixed(&env_prefix(service)).split("__"))
@@ -220,6 +225,23 @@ mod tests {
             assert_eq!(cfg.http.port, 9100);
             assert_eq!(cfg.http.host, "0.0.0.0");
             assert_eq!(cfg.database.max_connections, 10);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn several_files_merge_table_by_table_and_a_missing_one_is_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("config.toml", "[database]\nmax_connections = 4\n")?;
+            jail.create_file("secrets.toml", "database.url = \"postgres://db/app\"\n")?;
+            jail.set_env(CONFIG_FILE_VAR, "config.toml:secrets.toml");
+            let cfg: Sample = load_config("sample").expect("loads");
+            assert_eq!(cfg.database.max_connections, 4, "kept from the first file");
+            assert_eq!(cfg.database.url.expose_secret(), "postgres://db/app");
+
+            jail.set_env(CONFIG_FILE_VAR, "config.toml:vault/secrets.toml");
+            let err = load_config::<Sample>("sample").unwrap_err().to_string();
+            assert!(err.contains("vault/secrets.toml"), "{err}");
             Ok(())
         });
     }
