@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Json, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -26,8 +26,9 @@ pub fn env_prefix(service: &str) -> String {
 /// Loads `T` from its defaults, the files named by `HOMESTATION_CONFIG_FILE`, and the service's variables.
 ///
 /// `HOMESTATION_CONFIG_FILE` may name several files separated by `:`, merged in order (tables merge
-/// key by key, a later file wins). In a cluster the first is the chart's ConfigMap and the second the
-/// file Vault Agent renders with the secrets, so no secret passes through a ConfigMap or a variable.
+/// key by key, a later file wins). A file ending in `.json` is JSON, any other TOML. In a cluster the
+/// first is the chart's ConfigMap (JSON: Helm's `toToml` writes every number as a float) and the second
+/// the TOML file Vault Agent renders with the secrets, so no secret passes through a ConfigMap or a variable.
 pub fn load_config<T: DeserializeOwned>(service: &str) -> Result<T, ConfigError> {
     let mut figment = Figment::new();
     if let Some(files) = std::env::var_os(CONFIG_FILE_VAR) {
@@ -38,7 +39,10 @@ pub fn load_config<T: DeserializeOwned>(service: &str) -> Result<T, ConfigError>
                     path.display()
                 )));
             }
-            figment = figment.merge(Toml::file(path));
+            figment = match path.extension().and_then(|e| e.to_str()) {
+                Some("json") => figment.merge(Json::file(path)),
+                _ => figment.merge(Toml::file(path)),
+            };
         }
     }
     figment
@@ -232,14 +236,14 @@ mod tests {
     #[test]
     fn several_files_merge_table_by_table_and_a_missing_one_is_named() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("config.toml", "[database]\nmax_connections = 4\n")?;
+            jail.create_file("config.json", r#"{"database": {"max_connections": 4}}"#)?;
             jail.create_file("secrets.toml", "database.url = \"postgres://db/app\"\n")?;
-            jail.set_env(CONFIG_FILE_VAR, "config.toml:secrets.toml");
+            jail.set_env(CONFIG_FILE_VAR, "config.json:secrets.toml");
             let cfg: Sample = load_config("sample").expect("loads");
             assert_eq!(cfg.database.max_connections, 4, "kept from the first file");
             assert_eq!(cfg.database.url.expose_secret(), "postgres://db/app");
 
-            jail.set_env(CONFIG_FILE_VAR, "config.toml:vault/secrets.toml");
+            jail.set_env(CONFIG_FILE_VAR, "config.json:vault/secrets.toml");
             let err = load_config::<Sample>("sample").unwrap_err().to_string();
             assert!(err.contains("vault/secrets.toml"), "{err}");
             Ok(())
