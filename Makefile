@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup services services-down dev test lint fmt typecheck build bench bench-edge bench-backup bench-deploy
+.PHONY: help setup services services-down dev test charts-check charts-schemas lint fmt typecheck build bench bench-edge bench-backup bench-deploy
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,8 +21,15 @@ services-down: ## Stop the servers `make services` started (not ones already run
 dev: ## Run the control plane (inventory, edge-registry, backup, secrets-rotator) against local servers; Ctrl-C stops all it started
 	@scripts/dev.sh
 
-test: setup ## Run every test against the real PostgreSQL and nats-server
+test: setup charts-check ## Run every test: the charts (charts-check and its own tests), then the Rust tests against real servers
+	scripts/charts-check.sh --self-test
 	cargo nextest run --workspace --no-fail-fast
+
+charts-check: ## Lint and render every chart and scenario, check the objects (K8s 1.33 schemas, CRDs, Pod Security, checkov)
+	scripts/charts-check.sh
+
+charts-schemas: ## Regenerate each service chart's values.schema.json from charts/homestation-lib/common.schema.json
+	python3 tools/chartcheck/schemas.py
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	cargo fmt --all -- --check

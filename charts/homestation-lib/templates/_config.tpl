@@ -1,0 +1,57 @@
+{{/*
+The service's configuration, two files merged in order by service-kit (HOMESTATION_CONFIG_FILE):
+  /etc/homestation/config.json  from this ConfigMap: .Values.config plus what the chart decides
+                                (listen address and ports), never a secret;
+  /vault/secrets/config.toml    rendered by Vault Agent from .Values.vault.template, the secrets.
+*/}}
+
+{{- define "homestation.config" -}}
+{{- $ports := dict "http" (dict "host" "0.0.0.0" "port" .Values.ports.http) -}}
+{{- if .Values.ports.grpc -}}
+{{- $_ := set $ports "grpc" (dict "host" "0.0.0.0" "port" .Values.ports.grpc) -}}
+{{- end -}}
+{{- mergeOverwrite (deepCopy .Values.config) $ports | toPrettyJson -}}
+{{- end -}}
+
+{{- define "homestation.configmap" -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "homestation.fullname" . }}
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "homestation.labels" . | nindent 4 }}
+data:
+  config.json: |
+    {{- include "homestation.config" . | nindent 4 }}
+{{- end -}}
+
+{{/* The Vault Agent template: the service's own Vault token first (top-level keys before any table), then the chart's. */}}
+{{- define "homestation.vaultTemplate" -}}
+{{- if .Values.vault.tokenInConfig -}}
+vault.token = {{ "{{" }} with secret "auth/token/lookup-self" {{ "}}" }}{{ "{{" }} .Data.id | toJSON {{ "}}" }}{{ "{{" }} end {{ "}}" }}
+{{ end -}}
+{{- .Values.vault.template -}}
+{{- end -}}
+
+{{- define "homestation.vaultAnnotations" -}}
+{{- if .Values.vault.enabled }}
+vault.hashicorp.com/agent-inject: "true"
+vault.hashicorp.com/role: {{ .Values.vault.role | default (include "homestation.name" .) | quote }}
+vault.hashicorp.com/agent-pre-populate: "true"
+vault.hashicorp.com/agent-inject-secret-config.toml: {{ .Values.vault.secretPath | quote }}
+vault.hashicorp.com/agent-inject-template-config.toml: |
+  {{- include "homestation.vaultTemplate" . | nindent 2 }}
+{{- range $file, $template := .Values.vault.files }}
+vault.hashicorp.com/agent-inject-secret-{{ $file }}: {{ $.Values.vault.secretPath | quote }}
+vault.hashicorp.com/agent-inject-template-{{ $file }}: |
+  {{- $template | nindent 2 }}
+{{- end }}
+vault.hashicorp.com/agent-run-as-user: "65532"
+vault.hashicorp.com/agent-run-as-group: "65532"
+vault.hashicorp.com/agent-set-security-context: "true"
+vault.hashicorp.com/agent-requests-cpu: "10m"
+vault.hashicorp.com/agent-requests-mem: "32Mi"
+vault.hashicorp.com/agent-limits-mem: "64Mi"
+{{- end }}
+{{- end -}}

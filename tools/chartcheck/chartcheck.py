@@ -1,0 +1,273 @@
+"""`make charts-check`: every chart linted, rendered for every scenario, and each object checked for real.
+
+For each chart under charts/ (and charts/apps/*), with its default values and each ci/*-values.yaml:
+  1. helm lint --strict (values.schema.json included), then helm template;
+  2. every object against the Kubernetes 1.33 schemas in strict mode (kubernetes-validate); a kind
+     Kubernetes does not have fails unless CRD_KINDS lists it (so a removed API version fails);
+  3. custom resources against their CRDs' schemas (@kubernetes-models for Argo CD, cert-manager,
+     Traefik and Prometheus operator objects; cloudcoil-models-velero for Velero, unknown fields refused);
+  4. every pod against the Pod Security "restricted" profile, with a read-only root file system,
+     and every Deployment selected by a NetworkPolicy;
+  5. checkov over everything rendered, with the reviewed skips in checkov-skips.yaml.
+The rendered manifests are kept under --out for reading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import podsecurity
+import schemas
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+KUBERNETES_VERSION = "1.33.0"
+NAMESPACE = "homestation"
+
+# Custom resources HomeStation renders, by apiVersion, and who validates them. Anything else that
+# Kubernetes 1.33 does not serve is an error.
+CRD_KINDS: dict[str, tuple[str, set[str]]] = {
+    "argoproj.io/v1alpha1": ("models", {"Application", "AppProject", "ApplicationSet"}),
+    "cert-manager.io/v1": ("models", {"Certificate", "ClusterIssuer", "Issuer"}),
+    "traefik.io/v1alpha1": ("models", {"IngressRoute", "Middleware", "TLSOption"}),
+    "monitoring.coreos.com/v1": ("models", {"ServiceMonitor", "PodMonitor", "PrometheusRule"}),
+    "velero.io/v1": ("velero", {"Backup", "Schedule", "BackupStorageLocation"}),
+}
+
+
+@dataclass
+class Report:
+    failures: list[str] = field(default_factory=list)
+    objects: int = 0
+    renders: int = 0
+
+    def fail(self, where: str, what: str) -> None:
+        self.failures.append(f"{where}: {what}")
+
+
+def say(message: str) -> None:
+    print(f"charts-check: {message}", file=sys.stderr, flush=True)
+
+
+def helm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([os.environ.get("HELM", "helm"), *args], cwd=cwd, capture_output=True, text=True)
+
+
+def charts(root: Path) -> list[Path]:
+    return [
+        chart_yaml.parent
+        for chart_yaml in sorted([*root.glob("charts/*/Chart.yaml"), *root.glob("charts/apps/*/Chart.yaml")])
+        if "type: library" not in chart_yaml.read_text()
+    ]
+
+
+def scenarios(chart: Path) -> list[Path | None]:
+    return [None, *sorted((chart / "ci").glob("*-values.yaml"))]
+
+
+def render(chart: Path, values: Path | None, report: Report, out: Path) -> list[tuple[str, dict[str, Any]]]:
+    """helm lint --strict and helm template of one scenario; the objects, each with where it came from."""
+    name = "default" if values is None else values.name.removesuffix("-values.yaml")
+    where = f"{chart.name} [{name}]"
+    extra = [] if values is None else ["-f", str(values)]
+    lint = helm("lint", "--strict", str(chart), "--namespace", NAMESPACE, *extra)
+    if lint.returncode != 0:
+        detail = [l for l in (lint.stdout + lint.stderr).splitlines() if l.strip() and not l.startswith("==>")]
+        report.fail(where, "helm lint --strict: " + " | ".join(detail[:8]))
+    template = helm("template", chart.name, str(chart), "--namespace", NAMESPACE, *extra)
+    if template.returncode != 0:
+        report.fail(where, "helm template: " + template.stderr.strip())
+        return []
+    report.renders += 1
+    target = out / chart.name / f"{name}.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(template.stdout)
+    objects = []
+    for doc in yaml.safe_load_all(template.stdout):
+        if doc:
+            meta = doc.get("metadata") or {}
+            objects.append((f"{where} {doc.get('kind')}/{meta.get('name')}", doc))
+    return objects
+
+
+def check_kubernetes(where: str, obj: dict[str, Any], report: Report, custom: list[tuple[str, dict[str, Any]]]) -> None:
+    import kubernetes_validate
+
+    api, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+    validator, kinds = CRD_KINDS.get(api, ("", set()))
+    if kind in kinds:
+        custom.append((validator, where, obj))
+        return
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.SchemaNotFoundError:
+        report.fail(where, f"{api} {kind} is not served by Kubernetes {KUBERNETES_VERSION} "
+                           "(a removed or misspelt API version?) and is not in chartcheck's CRD_KINDS")
+    except kubernetes_validate.ValidationError as e:
+        path = "/".join(str(p) for p in e.path)
+        report.fail(where, f"schema: {e.message} (at {path or 'the top'})")
+
+
+def check_custom(custom: list[tuple[str, str, dict[str, Any]]], report: Report) -> None:
+    batch = [{"where": where, "object": obj} for validator, where, obj in custom if validator == "models"]
+    if batch:
+        node = subprocess.run(["node", str(HERE / "validate-crds.mjs")], input=json.dumps(batch),
+                              capture_output=True, text=True, cwd=HERE)
+        if node.returncode != 0:
+            report.fail("validate-crds.mjs", node.stderr.strip()[-2000:])
+        else:
+            for e in json.loads(node.stdout):
+                report.fail(e["where"], f"CRD schema: {e['error']}")
+    for validator, where, obj in custom:
+        if validator == "velero":
+            for problem in velero_problems(obj):
+                report.fail(where, f"Velero schema: {problem}")
+
+
+def velero_problems(obj: dict[str, Any]) -> list[str]:
+    """Validates with cloudcoil's Velero models, and refuses fields they do not have (pydantic ignores them)."""
+    import pydantic
+    from cloudcoil.models.velero import v1
+
+    model = getattr(v1, obj["kind"])
+    try:
+        model.model_validate(obj)
+    except pydantic.ValidationError as e:
+        return [f"{'/'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
+    return unknown_fields(model, obj, "")
+
+
+def unknown_fields(model: Any, data: Any, path: str) -> list[str]:
+    import typing
+
+    import pydantic
+
+    if not isinstance(data, dict):
+        return []
+    fields = {(f.alias or name): f for name, f in model.model_fields.items()}
+    problems = []
+    for key, value in data.items():
+        if key not in fields:
+            problems.append(f"unknown field {path}/{key}")
+            continue
+        candidates = [fields[key].annotation]
+        while candidates:
+            t = candidates.pop()
+            if isinstance(t, type) and issubclass(t, pydantic.BaseModel):
+                if t.__name__ == "ObjectMeta":
+                    break
+                if isinstance(value, list):
+                    problems += [p for i, v in enumerate(value) for p in unknown_fields(t, v, f"{path}/{key}/{i}")]
+                else:
+                    problems += unknown_fields(t, value, f"{path}/{key}")
+                break
+            candidates += list(typing.get_args(t))
+    return problems
+
+
+def check_pods(objects: list[tuple[str, dict[str, Any]]], report: Report) -> None:
+    policies = [o for _, o in objects if o.get("kind") == "NetworkPolicy"]
+    for where, obj in objects:
+        spec = podsecurity.pod_spec(obj)
+        if spec is None:
+            continue
+        for problem in podsecurity.violations(spec):
+            report.fail(where, f"Pod Security restricted: {problem}")
+        for c in spec.get("containers") or []:
+            if (c.get("securityContext") or {}).get("readOnlyRootFilesystem") is not True:
+                report.fail(where, f"container {c.get('name')!r} has a writable root file system")
+        if obj["kind"] == "Deployment":
+            labels = ((obj["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+            if not any(selects(p, labels) for p in policies):
+                report.fail(where, "no NetworkPolicy selects its pods")
+
+
+def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    wanted = ((policy.get("spec") or {}).get("podSelector") or {}).get("matchLabels") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def run_checkov(out: Path, report: Report) -> None:
+    skips = yaml.safe_load((HERE / "checkov-skips.yaml").read_text())["skips"]
+    started = time.monotonic()
+    result = subprocess.run(
+        ["checkov", "--directory", str(out), "--framework", "kubernetes", "--skip-download", "--quiet",
+         "--compact", "--output", "json", "--skip-check", ",".join(s["id"] for s in skips)],
+        capture_output=True, text=True,
+    )
+    try:
+        parsed = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        report.fail("checkov", (result.stderr or result.stdout).strip()[-2000:] or f"exit {result.returncode}")
+        return
+    for run in parsed if isinstance(parsed, list) else [parsed]:
+        for failed in (run.get("results") or {}).get("failed_checks") or []:
+            source = Path(failed["file_path"]).as_posix().lstrip("/")
+            report.fail(f"checkov {source} {failed['resource']}", f"{failed['check_id']} {failed['check_name']}")
+    say(f"checkov finished in {time.monotonic() - started:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=ROOT, help="the repository to check (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=ROOT / ".dev" / "charts-rendered",
+                        help="where rendered manifests are written (default: %(default)s)")
+    parser.add_argument("--chart", action="append", default=[], help="check only this chart (repeatable)")
+    parser.add_argument("--no-checkov", action="store_true", help="skip checkov (the slowest step)")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    report = Report()
+
+    if schemas.main(["--check", "--charts", str(args.root / "charts")]) != 0:
+        report.fail("values.schema.json", "generated schemas are out of date")
+
+    selected = [c for c in charts(args.root) if not args.chart or c.name in args.chart]
+    if args.chart and len(selected) != len(args.chart):
+        parser.error(f"no such chart among {[c.name for c in charts(args.root)]}")
+    for old in args.out.glob("**/*.yaml"):
+        old.unlink()
+    all_objects: list[tuple[str, dict[str, Any]]] = []
+    custom: list[tuple[str, str, dict[str, Any]]] = []
+    for chart in selected:
+        try:
+            meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+        except yaml.YAMLError as e:
+            report.fail(chart.name, f"Chart.yaml: {e}".replace("\n", " "))
+            continue
+        if meta.get("dependencies"):
+            build = helm("dependency", "build", str(chart))
+            if build.returncode != 0:
+                report.fail(chart.name, "helm dependency build: " + build.stderr.strip())
+                continue
+        for values in scenarios(chart):
+            objects = render(chart, values, report, args.out)
+            for where, obj in objects:
+                report.objects += 1
+                check_kubernetes(where, obj, report, custom)
+            check_pods(objects, report)
+            all_objects += objects
+        say(f"{chart.name}: {len(scenarios(chart))} scenario(s) rendered and checked")
+    check_custom(custom, report)
+    if not args.no_checkov and report.renders:
+        run_checkov(args.out, report)
+
+    for failure in report.failures:
+        print(f"FAIL {failure}")
+    verdict = "failed" if report.failures else "passed"
+    say(f"{verdict}: {len(selected)} chart(s), {report.renders} render(s), {report.objects} object(s), "
+        f"{len(report.failures)} problem(s) in {time.monotonic() - started:.0f} s; rendered under {args.out}")
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

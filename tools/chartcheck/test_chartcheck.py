@@ -1,0 +1,149 @@
+"""make charts-check fails for each mistake it exists to catch: each test seeds one into a temp copy of charts/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import chartcheck
+
+SERVICE_CHARTS = ["backup", "deployer", "edge-registry", "inventory", "secrets-rotator"]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    shutil.copytree(chartcheck.ROOT / "charts", tmp_path / "charts",
+                    ignore=shutil.ignore_patterns("charts", "Chart.lock"))
+    return tmp_path
+
+
+def check(repo: Path, capsys: pytest.CaptureFixture[str], *charts: str, checkov: bool = False) -> tuple[int, str]:
+    args = ["--root", str(repo), "--out", str(repo / "out")]
+    args += [a for c in charts for a in ("--chart", c)]
+    if not checkov:
+        args.append("--no-checkov")
+    code = chartcheck.main(args)
+    return code, capsys.readouterr().out
+
+
+def add_template(repo: Path, chart: str, name: str, text: str) -> None:
+    (repo / "charts" / chart / "templates" / name).write_text(text)
+
+
+def test_the_charts_as_committed_pass(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(repo, capsys, *SERVICE_CHARTS, checkov=True)
+    assert (code, out) == (0, "")
+
+
+@pytest.mark.parametrize("chart", SERVICE_CHARTS)
+def test_a_typo_in_values_fails_with_the_schema_error(repo: Path, capsys: pytest.CaptureFixture[str], chart: str) -> None:
+    (repo / "charts" / chart / "ci" / "typo-values.yaml").write_text("replicaCont: 2\n")
+    code, out = check(repo, capsys, chart)
+    assert code == 1
+    assert f"{chart} [typo]: helm lint --strict" in out and "Additional property replicaCont is not allowed" in out, out
+
+
+@pytest.mark.parametrize("chart", SERVICE_CHARTS)
+def test_a_wrong_type_in_the_service_config_fails(repo: Path, capsys: pytest.CaptureFixture[str], chart: str) -> None:
+    (repo / "charts" / chart / "ci" / "type-values.yaml").write_text("config:\n  shutdown_grace_secs: soon\n")
+    code, out = check(repo, capsys, chart)
+    assert code == 1
+    assert "config.shutdown_grace_secs: Invalid type. Expected: integer, given: string" in out, out
+
+
+def test_a_credential_in_values_is_refused(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / "charts" / "inventory" / "ci" / "leak-values.yaml").write_text(
+        "config:\n  database:\n    url: postgres://inventory:hunter2@db/inventory\n")
+    code, out = check(repo, capsys, "inventory")
+    assert code == 1 and "Additional property url is not allowed" in out, out
+
+
+def test_an_object_of_a_removed_api_version_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    add_template(repo, "inventory", "old-pdb.yaml", """\
+apiVersion: policy/v1beta1
+kind: PodDisruptionBudget
+metadata: {name: old}
+spec: {maxUnavailable: 1}
+""")
+    add_template(repo, "inventory", "old-cert.yaml", """\
+apiVersion: cert-manager.io/v1alpha2
+kind: Certificate
+metadata: {name: old}
+spec: {secretName: old-tls, dnsNames: [inventory.lab], issuerRef: {name: x}}
+""")
+    code, out = check(repo, capsys, "inventory")
+    assert code == 1
+    assert "policy/v1beta1 PodDisruptionBudget is deprecated in v1.21+, unavailable in v1.25+" in out, "helm lint knows it"
+    assert "PodDisruptionBudget/old: policy/v1beta1 PodDisruptionBudget is not served by Kubernetes 1.33.0" in out, out
+    assert "Certificate/old: cert-manager.io/v1alpha2 Certificate is not served" in out, "nor is a CRD's old version"
+
+
+def test_an_unknown_field_in_a_kubernetes_object_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    add_template(repo, "inventory", "svc.yaml", """\
+apiVersion: v1
+kind: Service
+metadata: {name: extra}
+spec: {ports: [{port: 80}], selecter: {a: b}}
+""")
+    code, out = check(repo, capsys, "inventory")
+    assert code == 1 and "Service/extra: schema: Additional properties are not allowed ('selecter' was unexpected)" in out, out
+
+
+def test_a_custom_resource_against_its_crd_schema(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    add_template(repo, "inventory", "cert.yaml", """\
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: wrong}
+spec: {secretName: wrong-tls, dnsNames: inventory.lab, issuerRef: {name: x}}
+""")
+    code, out = check(repo, capsys, "inventory")
+    assert code == 1 and "Certificate/wrong: CRD schema: data/spec/dnsNames must be array" in out, out
+
+
+def test_a_velero_schedule_with_an_unknown_field_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    add_template(repo, "backup", "schedule.yaml", """\
+apiVersion: velero.io/v1
+kind: Schedule
+metadata: {name: daily}
+spec: {schedule: "0 3 * * *", template: {ttl: 720h0m0s, includedNamespacess: [apps]}}
+""")
+    code, out = check(repo, capsys, "backup")
+    assert code == 1 and "Schedule/daily: Velero schema: unknown field /spec/template/includedNamespacess" in out, out
+
+
+def test_a_pod_outside_the_restricted_profile_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / "charts" / "deployer" / "ci" / "host-values.yaml").write_text(
+        "extraVolumes: [{name: host, hostPath: {path: /var/run}}]\n"
+        "extraVolumeMounts: [{name: host, mountPath: /host}]\n")
+    code, out = check(repo, capsys, "deployer")
+    assert code == 1
+    assert "Deployment/deployer: Pod Security restricted: volume 'host' is of a forbidden type ['hostPath']" in out, out
+
+
+def test_a_service_without_a_network_policy_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / "charts" / "edge-registry" / "ci" / "open-values.yaml").write_text("networkPolicy: {enabled: false}\n")
+    code, out = check(repo, capsys, "edge-registry")
+    assert code == 1 and "edge-registry [open] Deployment/edge-registry: no NetworkPolicy selects its pods" in out, out
+
+
+def test_checkov_findings_fail(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    add_template(repo, "inventory", "role.yaml", """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: everything}
+rules: [{apiGroups: ["*"], resources: ["*"], verbs: ["*"]}]
+""")
+    code, out = check(repo, capsys, "inventory", checkov=True)
+    assert code == 1 and "ClusterRole.default.everything" in out and "CKV_K8S_49" in out, out
+
+
+def test_a_stale_generated_schema_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = repo / "charts" / "homestation-lib" / "common.schema.json"
+    schema = json.loads(common.read_text())
+    schema["properties"]["replicaCount"]["minimum"] = 1
+    common.write_text(json.dumps(schema, indent=2) + "\n")
+    code, out = check(repo, capsys, "inventory")
+    assert code == 1 and "values.schema.json: generated schemas are out of date" in out, out
