@@ -1,6 +1,7 @@
 """`make charts-check`: every chart linted, rendered for every scenario, and each object checked for real.
 
-For each chart under charts/ (and charts/apps/*), with its default values and each ci/*-values.yaml:
+For each chart under charts/ (and charts/apps/*), with its default values, each ci/*-values.yaml and
+the e2e run's values (e2e/values), and for the plain manifests of PLAIN_MANIFESTS (schemas only):
   1. helm lint --strict (values.schema.json included), then helm template;
   2. every object against the Kubernetes 1.33 schemas in strict mode (kubernetes-validate); a kind
      Kubernetes does not have fails unless CRD_KINDS lists it (so a removed API version fails);
@@ -71,15 +72,20 @@ def charts(root: Path) -> list[Path]:
     ]
 
 
-def scenarios(chart: Path) -> list[Path | None]:
-    return [None, *sorted((chart / "ci").glob("*-values.yaml"))]
+def scenarios(root: Path, chart: Path) -> list[tuple[str, list[Path]]]:
+    """(name, values files) to render: the defaults, each ci/*-values.yaml, and the e2e run's values."""
+    found: list[tuple[str, list[Path]]] = [("default", [])]
+    found += [(v.name.removesuffix("-values.yaml"), [v]) for v in sorted((chart / "ci").glob("*-values.yaml"))]
+    e2e = root / "e2e" / "values"
+    if (e2e / f"{chart.name}.yaml").exists():
+        found.append(("e2e", [e2e / "common.yaml", e2e / f"{chart.name}.yaml"]))
+    return found
 
 
-def render(chart: Path, values: Path | None, report: Report, out: Path) -> list[tuple[str, dict[str, Any]]]:
+def render(chart: Path, name: str, values: list[Path], report: Report, out: Path) -> list[tuple[str, dict[str, Any]]]:
     """helm lint --strict and helm template of one scenario; the objects, each with where it came from."""
-    name = "default" if values is None else values.name.removesuffix("-values.yaml")
     where = f"{chart.name} [{name}]"
-    extra = [] if values is None else ["-f", str(values)]
+    extra = [a for v in values for a in ("-f", str(v))]
     lint = helm("lint", "--strict", str(chart), "--namespace", NAMESPACE, *extra)
     if lint.returncode != 0:
         detail = [l for l in (lint.stdout + lint.stderr).splitlines() if l.strip() and not l.startswith("==>")]
@@ -97,6 +103,27 @@ def render(chart: Path, values: Path | None, report: Report, out: Path) -> list[
         if doc:
             meta = doc.get("metadata") or {}
             objects.append((f"{where} {doc.get('kind')}/{meta.get('name')}", doc))
+    return objects
+
+
+# Manifests applied as they are (not rendered from a chart): schemas only. The e2e stand-ins for
+# PostgreSQL, NATS and Gitea run their upstream images as those expect, outside the restricted profile.
+PLAIN_MANIFESTS = ["e2e/cluster/*.yaml", "e2e/apps/*.yaml"]
+
+
+def plain_manifests(root: Path, report: Report) -> list[tuple[str, dict[str, Any]]]:
+    objects = []
+    for pattern in PLAIN_MANIFESTS:
+        for path in sorted(root.glob(pattern)):
+            source = path.relative_to(root).as_posix()
+            try:
+                docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+            except yaml.YAMLError as e:
+                report.fail(source, f"YAML: {e}".replace("\n", " "))
+                continue
+            for doc in docs:
+                meta = doc.get("metadata") or {}
+                objects.append((f"{source} {doc.get('kind')}/{meta.get('name')}", doc))
     return objects
 
 
@@ -236,7 +263,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no such chart among {[c.name for c in charts(args.root)]}")
     for old in args.out.glob("**/*.yaml"):
         old.unlink()
-    all_objects: list[tuple[str, dict[str, Any]]] = []
     custom: list[tuple[str, str, dict[str, Any]]] = []
     for chart in selected:
         try:
@@ -249,14 +275,20 @@ def main(argv: list[str] | None = None) -> int:
             if build.returncode != 0:
                 report.fail(chart.name, "helm dependency build: " + build.stderr.strip())
                 continue
-        for values in scenarios(chart):
-            objects = render(chart, values, report, args.out)
+        chart_scenarios = scenarios(args.root, chart)
+        for name, values in chart_scenarios:
+            objects = render(chart, name, values, report, args.out)
             for where, obj in objects:
                 report.objects += 1
                 check_kubernetes(where, obj, report, custom)
             check_pods(objects, report)
-            all_objects += objects
-        say(f"{chart.name}: {len(scenarios(chart))} scenario(s) rendered and checked")
+        say(f"{chart.name}: {len(chart_scenarios)} scenario(s) rendered and checked")
+    if not args.chart:
+        manifests = plain_manifests(args.root, report)
+        for where, obj in manifests:
+            report.objects += 1
+            check_kubernetes(where, obj, report, custom)
+        say(f"{len(manifests)} object(s) from plain manifests checked")
     check_custom(custom, report)
     if not args.no_checkov and report.renders:
         run_checkov(args.out, report)

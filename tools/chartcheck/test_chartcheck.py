@@ -17,6 +17,7 @@ SERVICE_CHARTS = ["backup", "deployer", "edge-registry", "inventory", "secrets-r
 def repo(tmp_path: Path) -> Path:
     shutil.copytree(chartcheck.ROOT / "charts", tmp_path / "charts",
                     ignore=shutil.ignore_patterns("charts", "Chart.lock"))
+    shutil.copytree(chartcheck.ROOT / "e2e", tmp_path / "e2e")
     return tmp_path
 
 
@@ -147,3 +148,25 @@ def test_a_stale_generated_schema_fails(repo: Path, capsys: pytest.CaptureFixtur
     common.write_text(json.dumps(schema, indent=2) + "\n")
     code, out = check(repo, capsys, "inventory")
     assert code == 1 and "values.schema.json: generated schemas are out of date" in out, out
+
+
+def test_an_application_against_argo_cds_schema(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    app = repo / "e2e" / "apps" / "inventory.yaml"
+    app.write_text(app.read_text().replace("project: default", "project: [default]"))
+    code, out = check(repo, capsys)
+    assert code == 1 and "e2e/apps/inventory.yaml Application/inventory: CRD schema: data/spec/project must be string" in out, out
+
+
+def test_the_e2e_workflow_names_only_files_that_exist() -> None:
+    workflow = chartcheck.ROOT / ".github" / "workflows" / "e2e-k3s.yml"
+    text = workflow.read_text()
+    import yaml
+
+    steps = yaml.safe_load(text)["jobs"]["commit-to-live"]["steps"]
+    assert any("commit-to-live" in (s.get("name") or "") for s in steps)
+    import re
+
+    named = {p.rstrip(".") for p in re.findall(r"(?<![\w/:])((?:e2e|charts)/[\w./-]+)", text)}
+    assert named, "the workflow uses the e2e manifests and the charts"
+    missing = [p for p in named if not (chartcheck.ROOT / p.rstrip("/")).exists()]
+    assert not missing, missing

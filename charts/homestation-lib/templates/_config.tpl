@@ -2,7 +2,8 @@
 The service's configuration, two files merged in order by service-kit (HOMESTATION_CONFIG_FILE):
   /etc/homestation/config.json  from this ConfigMap: .Values.config plus what the chart decides
                                 (listen address and ports), never a secret;
-  /vault/secrets/config.toml    rendered by Vault Agent from .Values.vault.template, the secrets.
+  /vault/secrets/config.toml    rendered by Vault Agent from .Values.vault.template, the secrets;
+  /etc/homestation-secret/…     or, without Vault, the key config.toml of .Values.secretConfig.existingSecret.
 */}}
 
 {{- define "homestation.config" -}}
@@ -11,6 +12,18 @@ The service's configuration, two files merged in order by service-kit (HOMESTATI
 {{- $_ := set $ports "grpc" (dict "host" "0.0.0.0" "port" .Values.ports.grpc) -}}
 {{- end -}}
 {{- mergeOverwrite (deepCopy .Values.config) $ports | toPrettyJson -}}
+{{- end -}}
+
+{{/* HOMESTATION_CONFIG_FILE: the ConfigMap, then the secrets (Vault Agent's file, or a Secret made outside Git). */}}
+{{- define "homestation.configFiles" -}}
+{{- $files := list "/etc/homestation/config.json" -}}
+{{- if .Values.vault.enabled -}}
+{{- $files = append $files "/vault/secrets/config.toml" -}}
+{{- end -}}
+{{- if .Values.secretConfig.existingSecret -}}
+{{- $files = append $files "/etc/homestation-secret/config.toml" -}}
+{{- end -}}
+{{- join ":" $files -}}
 {{- end -}}
 
 {{- define "homestation.configmap" -}}

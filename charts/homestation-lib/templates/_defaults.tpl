@@ -43,6 +43,8 @@ vault:
   tokenInConfig: false
   template: ""
   files: {}
+secretConfig:
+  existingSecret: ""
 telemetry:
   otlpEndpoint: http://opentelemetry-collector.observability.svc:4318
   environment: lab

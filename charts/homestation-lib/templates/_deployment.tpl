@@ -51,7 +51,7 @@ spec:
           imagePullPolicy: {{ .Values.image.pullPolicy }}
           env:
             - name: HOMESTATION_CONFIG_FILE
-              value: {{ ternary "/etc/homestation/config.json:/vault/secrets/config.toml" "/etc/homestation/config.json" .Values.vault.enabled | quote }}
+              value: {{ include "homestation.configFiles" . | quote }}
             - name: HOMESTATION_LOG_FORMAT
               value: json
             - name: OTEL_SERVICE_NAME
@@ -108,6 +108,11 @@ spec:
               readOnly: true
             - name: tmp
               mountPath: /tmp
+            {{- if .Values.secretConfig.existingSecret }}
+            - name: secret-config
+              mountPath: /etc/homestation-secret
+              readOnly: true
+            {{- end }}
             {{- with .Values.extraVolumeMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -118,6 +123,14 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ .Values.tmpSize }}
+        {{- with .Values.secretConfig.existingSecret }}
+        - name: secret-config
+          secret:
+            secretName: {{ . }}
+            items:
+              - key: config.toml
+                path: config.toml
+        {{- end }}
         {{- with .Values.extraVolumes }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
