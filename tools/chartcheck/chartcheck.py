@@ -222,6 +222,41 @@ def unknown_fields(model: Any, data: Any, path: str) -> list[str]:
     return problems
 
 
+VELERO_MIN_TTL_HOURS = 720  # the rule we were given: Velero backups kept at least 30 days
+
+
+def check_velero_schedules(root: Path, report: Report) -> int:
+    """The Schedules the Velero chart makes from argocd/platform/velero.yaml, as Velero objects.
+
+    The chart itself cannot be downloaded here, but its `schedules` map becomes Schedule objects one
+    to one (schedule, template, useOwnerReferencesInBackup), so they are validated with the
+    cloudcoil Velero models and held to the 30-day floor."""
+    values_file = root / "argocd" / "platform" / "velero.yaml"
+    if not values_file.exists():
+        return 0
+    schedules = (yaml.safe_load(values_file.read_text()) or {}).get("schedules") or {}
+    for name, entry in schedules.items():
+        where = f"argocd/platform/velero.yaml schedules.{name}"
+        spec = {k: v for k, v in entry.items() if k not in ("labels", "annotations", "disabled")}
+        obj = {"apiVersion": "velero.io/v1", "kind": "Schedule", "metadata": {"name": name, "namespace": "velero"}, "spec": spec}
+        for problem in velero_problems(obj):
+            report.fail(where, f"Velero schema: {problem}")
+        ttl = ((entry.get("template") or {}).get("ttl")) or ""
+        if hours(ttl) < VELERO_MIN_TTL_HOURS:
+            report.fail(where, f"ttl {ttl or 'unset'} keeps backups less than {VELERO_MIN_TTL_HOURS}h (30 days)")
+    return len(schedules)
+
+
+def hours(duration: str) -> float:
+    """A Go duration (720h0m0s, 90m) in hours; 0 when it does not parse."""
+    import re
+
+    parts = re.findall(r"([0-9.]+)(h|m|s)", duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        return 0
+    return sum(float(n) * {"h": 1, "m": 1 / 60, "s": 1 / 3600}[u] for n, u in parts)
+
+
 def check_pods(objects: list[tuple[str, dict[str, Any]]], report: Report) -> None:
     policies = [o for _, o in objects if o.get("kind") == "NetworkPolicy"]
     for where, obj in objects:
@@ -313,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             report.objects += 1
             check_kubernetes(where, obj, report, custom)
         say(f"{len(manifests)} object(s) from plain manifests checked")
+        schedules = check_velero_schedules(args.root, report)
+        say(f"{schedules} Velero schedule(s) of argocd/platform/velero.yaml checked")
         tree = walk.walk_tree(args.root)
         for failure in tree.failures:
             report.fail("argocd tree", failure)

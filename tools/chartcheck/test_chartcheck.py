@@ -222,3 +222,16 @@ def test_a_chart_version_range_is_refused(repo: Path, capsys: pytest.CaptureFixt
     values.write_text(values.read_text().replace("version: 0.34.1", "version: \">=0.30\""))
     code, out = check(repo, capsys, "app-of-apps")
     assert code == 1 and "app-of-apps [default]: helm lint --strict" in out and "platform.4" in out, out
+
+
+def test_velero_schedules_are_velero_objects_kept_30_days(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    velero = repo / "argocd" / "platform" / "velero.yaml"
+    text = velero.read_text().replace("      ttl: 720h0m0s\n      storageLocation: default\n      excludedNamespaces: [kube-system]\n      defaultVolumesToFsBackup: true\n  weekly:",
+                                      "      ttl: 168h0m0s\n      storageLocation: default\n      excludedNamespaces: [kube-system]\n      defaultVolumesToFsBackup: true\n  weekly:")
+    text = text.replace("    schedule: \"0 3 * * 0\"", "    schedule: \"0 3 * * 0\"\n    paused: maybe")
+    assert text != velero.read_text()
+    velero.write_text(text)
+    code, out = check(repo, capsys)
+    assert code == 1
+    assert "schedules.daily: ttl 168h0m0s keeps backups less than 720h (30 days)" in out, out
+    assert "schedules.weekly: Velero schema: spec/paused" in out, out
