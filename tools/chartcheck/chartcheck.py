@@ -71,13 +71,13 @@ def helm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
 
 
 def charts(root: Path) -> list[Path]:
-    found = [*root.glob("charts/*/Chart.yaml"), *root.glob("charts/apps/*/Chart.yaml"),
-             *root.glob("charts/platform/*/Chart.yaml"), *root.glob("argocd/*/Chart.yaml")]
-    return [
-        chart_yaml.parent
-        for chart_yaml in sorted(found)
-        if "type: library" not in chart_yaml.read_text()
+    found = [
+        *root.glob("charts/*/Chart.yaml"),
+        *root.glob("charts/apps/*/Chart.yaml"),
+        *root.glob("charts/platform/*/Chart.yaml"),
+        *root.glob("argocd/*/Chart.yaml"),
     ]
+    return [chart_yaml.parent for chart_yaml in sorted(found) if "type: library" not in chart_yaml.read_text()]
 
 
 def scenarios(root: Path, chart: Path) -> list[tuple[str, list[Path]]]:
@@ -96,7 +96,7 @@ def render(chart: Path, name: str, values: list[Path], report: Report, out: Path
     extra = [a for v in values for a in ("-f", str(v))]
     lint = helm("lint", "--strict", str(chart), "--namespace", NAMESPACE, *extra)
     if lint.returncode != 0:
-        detail = [l for l in (lint.stdout + lint.stderr).splitlines() if l.strip() and not l.startswith("==>")]
+        detail = [line for line in (lint.stdout + lint.stderr).splitlines() if line.strip() and not line.startswith("==>")]
         report.fail(where, "helm lint --strict: " + " | ".join(detail[:8]))
     template = helm("template", chart.name, str(chart), "--namespace", NAMESPACE, *extra)
     if template.returncode != 0:
@@ -135,7 +135,7 @@ def plain_manifests(root: Path, report: Report) -> list[tuple[str, dict[str, Any
     return objects
 
 
-def check_kubernetes(where: str, obj: dict[str, Any], report: Report, custom: list[tuple[str, dict[str, Any]]]) -> None:
+def check_kubernetes(where: str, obj: dict[str, Any], report: Report, custom: list[tuple[str, str, dict[str, Any]]]) -> None:
     import kubernetes_validate
 
     api, kind = obj.get("apiVersion", ""), obj.get("kind", "")
@@ -146,8 +146,11 @@ def check_kubernetes(where: str, obj: dict[str, Any], report: Report, custom: li
     try:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.SchemaNotFoundError:
-        report.fail(where, f"{api} {kind} is not served by Kubernetes {KUBERNETES_VERSION} "
-                           "(a removed or misspelt API version?) and is not in chartcheck's CRD_KINDS")
+        report.fail(
+            where,
+            f"{api} {kind} is not served by Kubernetes {KUBERNETES_VERSION} "
+            "(a removed or misspelt API version?) and is not in chartcheck's CRD_KINDS",
+        )
     except kubernetes_validate.ValidationError as e:
         path = "/".join(str(p) for p in e.path)
         report.fail(where, f"schema: {e.message} (at {path or 'the top'})")
@@ -156,8 +159,9 @@ def check_kubernetes(where: str, obj: dict[str, Any], report: Report, custom: li
 def check_custom(custom: list[tuple[str, str, dict[str, Any]]], report: Report) -> None:
     batch = [{"where": where, "object": obj} for validator, where, obj in custom if validator == "models"]
     if batch:
-        node = subprocess.run(["node", str(HERE / "validate-crds.mjs")], input=json.dumps(batch),
-                              capture_output=True, text=True, cwd=HERE)
+        node = subprocess.run(
+            ["node", str(HERE / "validate-crds.mjs")], input=json.dumps(batch), capture_output=True, text=True, cwd=HERE
+        )
         if node.returncode != 0:
             report.fail("validate-crds.mjs", node.stderr.strip()[-2000:])
         else:
@@ -283,9 +287,22 @@ def run_checkov(out: Path, report: Report) -> None:
     skips = yaml.safe_load((HERE / "checkov-skips.yaml").read_text())["skips"]
     started = time.monotonic()
     result = subprocess.run(
-        ["checkov", "--directory", str(out), "--framework", "kubernetes", "--skip-download", "--quiet",
-         "--compact", "--output", "json", "--skip-check", ",".join(s["id"] for s in skips)],
-        capture_output=True, text=True,
+        [
+            "checkov",
+            "--directory",
+            str(out),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--quiet",
+            "--compact",
+            "--output",
+            "json",
+            "--skip-check",
+            ",".join(s["id"] for s in skips),
+        ],
+        capture_output=True,
+        text=True,
     )
     try:
         parsed = json.loads(result.stdout)
@@ -302,8 +319,12 @@ def run_checkov(out: Path, report: Report) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=ROOT, help="the repository to check (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=ROOT / ".dev" / "charts-rendered",
-                        help="where rendered manifests are written (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / ".dev" / "charts-rendered",
+        help="where rendered manifests are written (default: %(default)s)",
+    )
     parser.add_argument("--chart", action="append", default=[], help="check only this chart (repeatable)")
     parser.add_argument("--no-checkov", action="store_true", help="skip checkov (the slowest step)")
     args = parser.parse_args(argv)
@@ -361,8 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     for failure in report.failures:
         print(f"FAIL {failure}")
     verdict = "failed" if report.failures else "passed"
-    say(f"{verdict}: {len(selected)} chart(s), {report.renders} render(s), {report.objects} object(s), "
-        f"{len(report.failures)} problem(s) in {time.monotonic() - started:.0f} s; rendered under {args.out}")
+    say(
+        f"{verdict}: {len(selected)} chart(s), {report.renders} render(s), {report.objects} object(s), "
+        f"{len(report.failures)} problem(s) in {time.monotonic() - started:.0f} s; rendered under {args.out}"
+    )
     return 1 if report.failures else 0
 
 

@@ -9,13 +9,25 @@ from __future__ import annotations
 from typing import Any
 
 ALLOWED_VOLUMES = {
-    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
-    "persistentVolumeClaim", "projected", "secret",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
 }
 SAFE_SYSCTLS = {
-    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
     "net.ipv4.tcp_keepalive_probes",
 }
 SECCOMP_OK = {"RuntimeDefault", "Localhost"}
@@ -64,11 +76,7 @@ def violations(spec: dict[str, Any]) -> list[str]:
     if (pod_sc.get("seLinuxOptions") or {}).get("type") not in (None, "", "container_t", "container_init_t", "container_kvm_t"):
         out.append("pod seLinuxOptions.type is not allowed")
 
-    containers = [
-        (kind, c)
-        for kind in ("initContainers", "containers", "ephemeralContainers")
-        for c in spec.get(kind) or []
-    ]
+    containers = [(kind, c) for kind in ("initContainers", "containers", "ephemeralContainers") for c in spec.get(kind) or []]
     if not containers:
         out.append("the pod has no containers")
     for kind, c in containers:

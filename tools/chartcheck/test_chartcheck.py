@@ -15,8 +15,7 @@ SERVICE_CHARTS = ["backup", "deployer", "edge-registry", "inventory", "secrets-r
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    shutil.copytree(chartcheck.ROOT / "charts", tmp_path / "charts",
-                    ignore=shutil.ignore_patterns("charts", "Chart.lock"))
+    shutil.copytree(chartcheck.ROOT / "charts", tmp_path / "charts", ignore=shutil.ignore_patterns("charts", "Chart.lock"))
     for folder in ("e2e", "argocd", "dashboards"):
         shutil.copytree(chartcheck.ROOT / folder, tmp_path / folder)
     return tmp_path
@@ -58,24 +57,35 @@ def test_a_wrong_type_in_the_service_config_fails(repo: Path, capsys: pytest.Cap
 
 def test_a_credential_in_values_is_refused(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (repo / "charts" / "inventory" / "ci" / "leak-values.yaml").write_text(
-        "config:\n  database:\n    url: postgres://inventory:hunter2@db/inventory\n")
+        "config:\n  database:\n    url: postgres://inventory:hunter2@db/inventory\n"
+    )
     code, out = check(repo, capsys, "inventory")
     assert code == 1 and "Additional property url is not allowed" in out, out
 
 
 def test_an_object_of_a_removed_api_version_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    add_template(repo, "inventory", "old-pdb.yaml", """\
+    add_template(
+        repo,
+        "inventory",
+        "old-pdb.yaml",
+        """\
 apiVersion: policy/v1beta1
 kind: PodDisruptionBudget
 metadata: {name: old}
 spec: {maxUnavailable: 1}
-""")
-    add_template(repo, "inventory", "old-cert.yaml", """\
+""",
+    )
+    add_template(
+        repo,
+        "inventory",
+        "old-cert.yaml",
+        """\
 apiVersion: cert-manager.io/v1alpha2
 kind: Certificate
 metadata: {name: old}
 spec: {secretName: old-tls, dnsNames: [inventory.lab], issuerRef: {name: x}}
-""")
+""",
+    )
     code, out = check(repo, capsys, "inventory")
     assert code == 1
     assert "policy/v1beta1 PodDisruptionBudget is deprecated in v1.21+, unavailable in v1.25+" in out, "helm lint knows it"
@@ -84,42 +94,57 @@ spec: {secretName: old-tls, dnsNames: [inventory.lab], issuerRef: {name: x}}
 
 
 def test_an_unknown_field_in_a_kubernetes_object_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    add_template(repo, "inventory", "svc.yaml", """\
+    add_template(
+        repo,
+        "inventory",
+        "svc.yaml",
+        """\
 apiVersion: v1
 kind: Service
 metadata: {name: extra}
 spec: {ports: [{port: 80}], selecter: {a: b}}
-""")
+""",
+    )
     code, out = check(repo, capsys, "inventory")
     assert code == 1 and "Service/extra: schema: Additional properties are not allowed ('selecter' was unexpected)" in out, out
 
 
 def test_a_custom_resource_against_its_crd_schema(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    add_template(repo, "inventory", "cert.yaml", """\
+    add_template(
+        repo,
+        "inventory",
+        "cert.yaml",
+        """\
 apiVersion: cert-manager.io/v1
 kind: Certificate
 metadata: {name: wrong}
 spec: {secretName: wrong-tls, dnsNames: inventory.lab, issuerRef: {name: x}}
-""")
+""",
+    )
     code, out = check(repo, capsys, "inventory")
     assert code == 1 and "Certificate/wrong: CRD schema: data/spec/dnsNames must be array" in out, out
 
 
 def test_a_velero_schedule_with_an_unknown_field_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    add_template(repo, "backup", "schedule.yaml", """\
+    add_template(
+        repo,
+        "backup",
+        "schedule.yaml",
+        """\
 apiVersion: velero.io/v1
 kind: Schedule
 metadata: {name: daily}
 spec: {schedule: "0 3 * * *", template: {ttl: 720h0m0s, includedNamespacess: [apps]}}
-""")
+""",
+    )
     code, out = check(repo, capsys, "backup")
     assert code == 1 and "Schedule/daily: Velero schema: unknown field /spec/template/includedNamespacess" in out, out
 
 
 def test_a_pod_outside_the_restricted_profile_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (repo / "charts" / "deployer" / "ci" / "host-values.yaml").write_text(
-        "extraVolumes: [{name: host, hostPath: {path: /var/run}}]\n"
-        "extraVolumeMounts: [{name: host, mountPath: /host}]\n")
+        "extraVolumes: [{name: host, hostPath: {path: /var/run}}]\nextraVolumeMounts: [{name: host, mountPath: /host}]\n"
+    )
     code, out = check(repo, capsys, "deployer")
     assert code == 1
     assert "Deployment/deployer: Pod Security restricted: volume 'host' is of a forbidden type ['hostPath']" in out, out
@@ -132,12 +157,17 @@ def test_a_service_without_a_network_policy_fails(repo: Path, capsys: pytest.Cap
 
 
 def test_checkov_findings_fail(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    add_template(repo, "inventory", "role.yaml", """\
+    add_template(
+        repo,
+        "inventory",
+        "role.yaml",
+        """\
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: everything}
 rules: [{apiGroups: ["*"], resources: ["*"], verbs: ["*"]}]
-""")
+""",
+    )
     code, out = check(repo, capsys, "inventory", checkov=True)
     assert code == 1 and "ClusterRole.default.everything" in out and "CKV_K8S_49" in out, out
 
@@ -175,7 +205,11 @@ def test_the_e2e_workflow_names_only_files_that_exist() -> None:
 
 def test_a_literal_credential_in_any_values_file_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     grafana = repo / "argocd" / "platform" / "grafana.yaml"
-    grafana.write_text(grafana.read_text().replace("admin:\n  existingSecret: grafana-admin", "adminPassword: hunter2\nadmin:\n  existingSecret: grafana-admin"))
+    grafana.write_text(
+        grafana.read_text().replace(
+            "admin:\n  existingSecret: grafana-admin", "adminPassword: hunter2\nadmin:\n  existingSecret: grafana-admin"
+        )
+    )
     chart_values = repo / "charts" / "deployer" / "values.yaml"
     chart_values.write_text(chart_values.read_text() + "extraSecrets:\n  webhook_secret: abc123\n")
     code, out = check(repo, capsys)
@@ -185,24 +219,41 @@ def test_a_literal_credential_in_any_values_file_fails(repo: Path, capsys: pytes
 
 
 def test_an_app_rendering_what_its_project_forbids_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    add_template(repo, "inventory", "pv.yaml", """\
+    add_template(
+        repo,
+        "inventory",
+        "pv.yaml",
+        """\
 apiVersion: v1
 kind: PersistentVolume
 metadata: {name: disk}
 spec: {capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce], hostPath: {path: /data}}
-""")
-    add_template(repo, "edge-registry", "elsewhere.yaml", """\
+""",
+    )
+    add_template(
+        repo,
+        "edge-registry",
+        "elsewhere.yaml",
+        """\
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: elsewhere, namespace: kube-system}
-""")
+""",
+    )
     code, out = check(repo, capsys)
     assert code == 1
-    assert "Application inventory: PersistentVolume/disk: AppProject homestation does not allow cluster-scoped PersistentVolume" in out, out
-    assert "Application edge-registry: ConfigMap/elsewhere: AppProject homestation does not allow namespace kube-system" in out, out
+    assert (
+        "Application inventory: PersistentVolume/disk: AppProject homestation does not allow cluster-scoped PersistentVolume"
+        in out
+    ), out
+    assert "Application edge-registry: ConfigMap/elsewhere: AppProject homestation does not allow namespace kube-system" in out, (
+        out
+    )
 
 
-def test_a_platform_component_without_its_values_file_or_a_stray_one_fails(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_platform_component_without_its_values_file_or_a_stray_one_fails(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (repo / "argocd" / "platform" / "loki.yaml").rename(repo / "argocd" / "platform" / "lokki.yaml")
     code, out = check(repo, capsys)
     assert code == 1
@@ -219,16 +270,16 @@ def test_root_and_app_of_apps_must_name_one_repository(repo: Path, capsys: pytes
 
 def test_a_chart_version_range_is_refused(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     values = repo / "argocd" / "app-of-apps" / "values.yaml"
-    values.write_text(values.read_text().replace("version: 0.34.1", "version: \">=0.30\""))
+    values.write_text(values.read_text().replace("version: 0.34.1", 'version: ">=0.30"'))
     code, out = check(repo, capsys, "app-of-apps")
     assert code == 1 and "app-of-apps [default]: helm lint --strict" in out and "platform.4" in out, out
 
 
 def test_velero_schedules_are_velero_objects_kept_30_days(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     velero = repo / "argocd" / "platform" / "velero.yaml"
-    text = velero.read_text().replace("      ttl: 720h0m0s\n      storageLocation: default\n      excludedNamespaces: [kube-system]\n      defaultVolumesToFsBackup: true\n  weekly:",
-                                      "      ttl: 168h0m0s\n      storageLocation: default\n      excludedNamespaces: [kube-system]\n      defaultVolumesToFsBackup: true\n  weekly:")
-    text = text.replace("    schedule: \"0 3 * * 0\"", "    schedule: \"0 3 * * 0\"\n    paused: maybe")
+    daily_ttl = "      ttl: 720h0m0s\n      storageLocation: default\n      excludedNamespaces: [kube-system]\n"
+    text = velero.read_text().replace(daily_ttl, daily_ttl.replace("720h", "168h"), 1)
+    text = text.replace('    schedule: "0 3 * * 0"', '    schedule: "0 3 * * 0"\n    paused: maybe')
     assert text != velero.read_text()
     velero.write_text(text)
     code, out = check(repo, capsys)

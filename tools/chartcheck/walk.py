@@ -29,9 +29,19 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SCOPED = {
-    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "ClusterIssuer",
-    "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "IngressClass", "PriorityClass",
-    "StorageClass", "PersistentVolume", "APIService", "GatewayClass",
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "ClusterIssuer",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "IngressClass",
+    "PriorityClass",
+    "StorageClass",
+    "PersistentVolume",
+    "APIService",
+    "GatewayClass",
 }
 CREDENTIAL_KEY = re.compile(r"(password|passwd|secret|token|apikey|api_key|private_?key|client_?secret|secret_?key)$", re.I)
 
@@ -58,8 +68,13 @@ def credentials_in(node: Any, path: str = "") -> list[str]:
         for key, value in node.items():
             here = f"{path}.{key}" if path else str(key)
             skey = str(key)
-            if (isinstance(value, str) and value and CREDENTIAL_KEY.search(skey)
-                    and not skey.lower().startswith(("existing", "tls")) and not value.startswith("$")):
+            if (
+                isinstance(value, str)
+                and value
+                and CREDENTIAL_KEY.search(skey)
+                and not skey.lower().startswith(("existing", "tls"))
+                and not value.startswith("$")
+            ):
                 found.append(here)
             found += credentials_in(value, here)
     elif isinstance(node, list):
@@ -146,14 +161,20 @@ def visit(walk: Walk, app: dict[str, Any], projects: dict[str, dict[str, Any]], 
         walk.fail(where, f"expected one source besides $values refs, found {len(main)}")
         return []
     source = main[0]
-    if project is not None and source["repoURL"] not in (project.get("sourceRepos") or []) and "*" not in (project.get("sourceRepos") or []):
+    if (
+        project is not None
+        and source["repoURL"] not in (project.get("sourceRepos") or [])
+        and "*" not in (project.get("sourceRepos") or [])
+    ):
         walk.fail(where, f"AppProject {spec['project']} does not allow repository {source['repoURL']}")
     indent = "  " * depth
     if "chart" in source:
         files = values_files(walk, where, source)
         shown = ", ".join(str(f.relative_to(walk.root)) for f in files) or "no values file"
-        walk.lines.append(f"{indent}[wave {wave:>2}] {name} → {namespace}: upstream {source['chart']} {source['targetRevision']} "
-                          f"from {source['repoURL']} with {shown} (not rendered here: no network)")
+        walk.lines.append(
+            f"{indent}[wave {wave:>2}] {name} → {namespace}: upstream {source['chart']} {source['targetRevision']} "
+            f"from {source['repoURL']} with {shown} (not rendered here: no network)"
+        )
         return []
     if source["repoURL"] != repo:
         walk.fail(where, f"source {source['repoURL']} is neither this repository ({repo}) nor a chart")
@@ -186,22 +207,24 @@ def expand(walk: Walk, appset: dict[str, Any]) -> list[dict[str, Any]]:
     for generator in appset["spec"]["generators"]:
         directories = (generator.get("git") or {}).get("directories")
         if directories is None:
-            walk.fail(f"ApplicationSet {appset['metadata']['name']}", f"generator {sorted(generator)} is not expanded by this walk")
+            walk.fail(
+                f"ApplicationSet {appset['metadata']['name']}", f"generator {sorted(generator)} is not expanded by this walk"
+            )
             continue
         include = [d["path"] for d in directories if not d.get("exclude")]
         exclude = [d["path"] for d in directories if d.get("exclude")]
-        found = sorted({
-            p.relative_to(walk.root).as_posix()
-            for pattern in include for p in walk.root.glob(pattern) if p.is_dir()
-        })
+        found = sorted(
+            {p.relative_to(walk.root).as_posix() for pattern in include for p in walk.root.glob(pattern) if p.is_dir()}
+        )
         template = yaml.safe_dump(appset["spec"]["template"], sort_keys=False)
         for folder in found:
             if any(fnmatch(folder, e) for e in exclude):
                 continue
             text = template.replace("{{ .path.basename }}", Path(folder).name).replace("{{ .path.path }}", folder)
             app = yaml.safe_load(text)
-            app["metadata"].setdefault("annotations", {})["argocd.argoproj.io/sync-wave"] = \
-                (appset["metadata"].get("annotations") or {}).get("argocd.argoproj.io/sync-wave", "0")
+            app["metadata"].setdefault("annotations", {})["argocd.argoproj.io/sync-wave"] = (
+                appset["metadata"].get("annotations") or {}
+            ).get("argocd.argoproj.io/sync-wave", "0")
             apps.append(app)
     return apps
 
@@ -222,17 +245,26 @@ def walk_tree(root: Path) -> Walk:
         return walk
     objects = parse_docs(out.stdout)
     kinds = Counter(o["kind"] for o in objects)
-    walk.lines.append(f"{root_app['metadata']['name']} (argocd/root.yaml) → {app_of_apps.relative_to(root)} renders "
-                      + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    walk.lines.append(
+        f"{root_app['metadata']['name']} (argocd/root.yaml) → {app_of_apps.relative_to(root)} renders "
+        + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    )
     projects = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "AppProject"}
-    wave = lambda o: int((o["metadata"].get("annotations") or {}).get("argocd.argoproj.io/sync-wave", "0"))  # noqa: E731
-    for obj in sorted((o for o in objects if o["kind"] in ("Application", "ApplicationSet")), key=lambda o: (wave(o), o["metadata"]["name"])):
+
+    def wave(o: dict[str, Any]) -> int:
+        return int((o["metadata"].get("annotations") or {}).get("argocd.argoproj.io/sync-wave", "0"))
+
+    for obj in sorted(
+        (o for o in objects if o["kind"] in ("Application", "ApplicationSet")), key=lambda o: (wave(o), o["metadata"]["name"])
+    ):
         if obj["kind"] == "Application":
             visit(walk, obj, projects, repo, 1)
             continue
         generated = expand(walk, obj)
-        walk.lines.append(f"  [wave {wave(obj):>2}] ApplicationSet {obj['metadata']['name']}: "
-                          f"{len(generated)} Application(s) from this repository's folders")
+        walk.lines.append(
+            f"  [wave {wave(obj):>2}] ApplicationSet {obj['metadata']['name']}: "
+            f"{len(generated)} Application(s) from this repository's folders"
+        )
         for app in generated:
             visit(walk, app, projects, repo, 2)
     for unused in sorted(set((root / "argocd" / "platform").glob("*.yaml")) - walk.values_used):
