@@ -286,11 +286,13 @@ def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
 def run_checkov(out: Path, report: Report) -> None:
     skips = yaml.safe_load((HERE / "checkov-skips.yaml").read_text())["skips"]
     started = time.monotonic()
+    # Run from inside the folder: given a path under a hidden folder (.dev/…), checkov scans nothing
+    # and says nothing, so it also has to report what it checked.
     result = subprocess.run(
         [
             "checkov",
             "--directory",
-            str(out),
+            ".",
             "--framework",
             "kubernetes",
             "--skip-download",
@@ -303,17 +305,22 @@ def run_checkov(out: Path, report: Report) -> None:
         ],
         capture_output=True,
         text=True,
+        cwd=out,
     )
     try:
         parsed = json.loads(result.stdout)
     except json.JSONDecodeError:
         report.fail("checkov", (result.stderr or result.stdout).strip()[-2000:] or f"exit {result.returncode}")
         return
+    checked = 0
     for run in parsed if isinstance(parsed, list) else [parsed]:
+        checked += (run.get("summary") or {}).get("resource_count") or 0
         for failed in (run.get("results") or {}).get("failed_checks") or []:
             source = Path(failed["file_path"]).as_posix().lstrip("/")
             report.fail(f"checkov {source} {failed['resource']}", f"{failed['check_id']} {failed['check_name']}")
-    say(f"checkov finished in {time.monotonic() - started:.0f} s")
+    if checked == 0:
+        report.fail("checkov", f"checked no resource in {out}")
+    say(f"checkov checked {checked} resource(s) in {time.monotonic() - started:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

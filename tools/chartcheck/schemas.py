@@ -14,6 +14,7 @@ import copy
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = (
@@ -23,22 +24,31 @@ HEADER = (
 
 
 def service_charts(charts: Path) -> list[Path]:
-    return sorted(p.parent.parent for p in charts.glob("*/schema/config.json"))
+    return sorted(p.parent.parent for p in [*charts.glob("*/schema/config.json"), *charts.glob("apps/*/schema/config.json")])
+
+
+def compose(charts: Path, config: dict[str, Any], own: dict[str, Any] | None, name: str) -> str:
+    """A chart's values.schema.json: the library's common schema, the chart's config schema, its own values."""
+    schema = copy.deepcopy(json.loads((charts / "homestation-lib" / "common.schema.json").read_text()))
+    schema["$comment"] = HEADER
+    schema["title"] = f"{name} chart values"
+    schema["properties"]["config"] = config
+    if own:
+        clash = set(own) & set(schema["properties"])
+        if clash:
+            raise SystemExit(f"{name}: schema/own.json redefines common values {sorted(clash)}")
+        schema["properties"].update(own)
+    return json.dumps(schema, indent=2) + "\n"
 
 
 def render(charts: Path, chart: Path) -> str:
-    schema = copy.deepcopy(json.loads((charts / "homestation-lib" / "common.schema.json").read_text()))
-    schema["$comment"] = HEADER
-    schema["title"] = f"{chart.name} chart values"
-    schema["properties"]["config"] = json.loads((chart / "schema" / "config.json").read_text())
     own = chart / "schema" / "own.json"
-    if own.exists():
-        extra = json.loads(own.read_text())
-        clash = set(extra) & set(schema["properties"])
-        if clash:
-            raise SystemExit(f"{own}: redefines common values {sorted(clash)}")
-        schema["properties"].update(extra)
-    return json.dumps(schema, indent=2) + "\n"
+    return compose(
+        charts,
+        json.loads((chart / "schema" / "config.json").read_text()),
+        json.loads(own.read_text()) if own.exists() else None,
+        chart.name,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

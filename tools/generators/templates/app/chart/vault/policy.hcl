@@ -1,0 +1,10 @@
+# The Vault policy of @@crate@@'s Kubernetes auth role: read its own secrets, nothing else.
+#   vault policy write @@crate@@ charts/apps/@@crate@@/vault/policy.hcl
+#   vault write auth/kubernetes/role/@@crate@@ bound_service_account_names=@@crate@@ \
+#     bound_service_account_namespaces=apps policies=@@crate@@ ttl=1h
+path "secret/data/apps/@@crate@@" {
+  capabilities = ["read"]
+}
+path "secret/metadata/apps/@@crate@@" {
+  capabilities = ["read"]
+}

@@ -1,0 +1,80 @@
+//! @@crate@@ against the real PostgreSQL and nats-server: a fresh database and NATS namespace per test.
+
+use bus::{Deployment, Event, Publisher};
+use service_kit::{HttpSettings, Service};
+use testkit::TestEnv;
+
+async fn start() -> (TestEnv, String, testkit::RunningApp) {
+    let env = TestEnv::new().await;
+    let config = @@module@@::Config {
+        http: HttpSettings::with_port(0),
+        database: env.database(),
+        nats: env.nats(),
+        auth: env.auth(),
+        shutdown_grace_secs: 5,
+        ..Default::default()
+    };
+    let app = @@module@@::Application::build(config)
+        .await
+        .expect("@@crate@@ builds");
+    let base = format!("http://{}", app.http_addr());
+    (env, base, testkit::spawn(app))
+}
+
+#[tokio::test]
+async fn deployments_heard_on_the_bus_are_listed_once_for_viewers() {
+    let (env, base, app) = start().await;
+    let client = testkit::http_client();
+    let js = async_nats::jetstream::new(async_nats::connect(testkit::nats_url()).await.unwrap());
+    let publisher = Publisher::new(js, env.namespace.clone(), "deployer");
+    let healthy = Event::DeployHealthy(Deployment {
+        app: "@@crate@@".into(),
+        namespace: "apps".into(),
+        revision: "4f2a9c1".into(),
+        reason: None,
+    });
+    let envelope = publisher.publish(healthy).await.unwrap();
+    publisher.publish_envelope(&envelope).await.unwrap();
+
+    let listed = testkit::eventually(
+        "the deployment is listed",
+        std::time::Duration::from_secs(10),
+        || async {
+            let rows: serde_json::Value = client
+                .get(format!("{base}/v1/deployments"))
+                .bearer_auth(&env.tokens.viewer)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (!rows.as_array().unwrap().is_empty()).then_some(rows)
+        },
+    )
+    .await;
+    assert_eq!(listed[0]["revision"], "4f2a9c1");
+    assert_eq!(listed[0]["status"], "healthy");
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "a republished event is recorded once"
+    );
+
+    let anonymous = client
+        .get(format!("{base}/v1/deployments"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let bad = client
+        .get(format!("{base}/v1/deployments?limit=0"))
+        .bearer_auth(&env.tokens.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    app.stop().await.expect("@@crate@@ stops cleanly");
+    env.cleanup().await;
+}
