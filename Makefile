@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup services services-down dev test charts-check charts-schemas argocd-tree lint fmt typecheck build bench bench-edge bench-backup bench-deploy
+.PHONY: help setup services services-down dev test charts-check charts-schemas argocd-tree app lib lint fmt typecheck build bench bench-edge bench-backup bench-deploy
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,28 +21,38 @@ services-down: ## Stop the servers `make services` started (not ones already run
 dev: ## Run the control plane (inventory, edge-registry, backup, secrets-rotator) against local servers; Ctrl-C stops all it started
 	@scripts/dev.sh
 
-test: setup charts-check ## Run every test: the charts (charts-check and its own tests), then the Rust tests against real servers
-	scripts/charts-check.sh --self-test
+test: setup charts-check ## Run every test: charts-check, the Rust tests against real servers, then the tools' tests (make app included)
 	cargo nextest run --workspace --no-fail-fast
+	scripts/tools.sh test
 
-charts-check: ## Lint and render every chart and scenario, check the objects (K8s 1.33 schemas, CRDs, Pod Security, checkov)
-	scripts/charts-check.sh
+charts-check: ## Lint and render every chart and scenario, check the objects (K8s 1.33, CRDs, Pod Security, checkov) and the Argo CD tree
+	scripts/tools.sh charts-check
 
 argocd-tree: ## List every Argo CD Application from argocd/root.yaml with what it renders (real helm)
-	scripts/charts-check.sh --tree
+	scripts/tools.sh tree
 
 charts-schemas: ## Regenerate each service chart's values.schema.json from charts/homestation-lib/common.schema.json
 	python3 tools/chartcheck/schemas.py
 
-lint: ## cargo fmt --check and clippy with warnings as errors
+app: ## Add a service: make app NAME=my-service (crate, chart in charts/apps, dashboard, Vault policy, Nx project)
+	@test -n "$(NAME)" || { echo "usage: make app NAME=my-service" >&2; exit 2; }
+	python3 tools/generators/generate.py app "$(NAME)"
+
+lib: ## Add a library crate: make lib NAME=my-lib (libs/NAME, Nx project)
+	@test -n "$(NAME)" || { echo "usage: make lib NAME=my-lib" >&2; exit 2; }
+	python3 tools/generators/generate.py lib "$(NAME)"
+
+lint: ## cargo fmt --check, clippy with warnings as errors, ruff (check and format) on the Python tools
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	scripts/tools.sh lint
 
 fmt: ## Format the Rust code
 	cargo fmt --all
 
-typecheck: ## Type-check every crate and test
+typecheck: ## Type-check every crate and test, and the Python tools (mypy --strict)
 	cargo check --workspace --all-targets --locked
+	scripts/tools.sh typecheck
 
 build: ## Build release binaries (inventory, edge-registry, homestation, homestation-edge-agent)
 	cargo build --workspace --release --locked

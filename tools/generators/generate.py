@@ -79,7 +79,7 @@ def check_name(name: str, root: Path) -> None:
         if p.exists()
     ]
     if taken:
-        raise GenerateError(f"{name!r} is already taken: {', '.join(taken)} exists")
+        raise GenerateError(f"{name!r} is already taken: {' and '.join(taken)} {'exists' if len(taken) == 1 else 'exist'}")
     if name in workspace_packages(root):
         raise GenerateError(f"{name!r} is already the name of a crate in the workspace")
 

