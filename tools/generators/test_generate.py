@@ -3,6 +3,7 @@ generated service that passes lint, its tests and charts-check with no edit (in 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -152,3 +153,23 @@ def test_make_app_chart_passes_charts_check_and_argo_cd_picks_it_up(repo_with_de
     assert "passed:" in out, out
     tree = run(repo_with_demo, sys.executable, str(ROOT / "tools" / "chartcheck" / "walk.py"), "--root", str(repo_with_demo))
     assert "demo-svc → apps: charts/apps/demo-svc renders" in tree, tree
+
+
+def test_make_app_is_an_nx_project_with_its_chart(repo_with_demo: Path) -> None:
+    (repo_with_demo / "node_modules").symlink_to(ROOT / "node_modules")
+    env = {**os.environ, "NX_DAEMON": "false", "NX_NO_CLOUD": "true"}
+    shown = subprocess.run(
+        ["npx", "--no-install", "nx", "show", "project", "demo-svc", "--json"],
+        cwd=repo_with_demo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0, shown.stderr
+    project = json.loads(shown.stdout)
+    assert {"lint", "test", "build", "containerize"} <= set(project["targets"])
+    assert "type:app" in project["tags"], "the generated project.json's tags merge with the inferred project"
+    projects = subprocess.run(
+        ["npx", "--no-install", "nx", "show", "projects"], cwd=repo_with_demo, env=env, capture_output=True, text=True
+    ).stdout.split()
+    assert {"demo-svc", "chart-demo-svc", "demo-lib"} <= set(projects)
