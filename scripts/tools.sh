@@ -8,6 +8,7 @@
 #        scripts/tools.sh tree                  the Argo CD tree from argocd/root.yaml
 #        scripts/tools.sh test                  the tools' own tests (pytest over tools/)
 #        scripts/tools.sh lint | typecheck      ruff (check and format) | mypy --strict
+#        scripts/tools.sh changed-charts FILES… the charts those files belong to (a pre-commit hook)
 #        scripts/tools.sh nx ARGS…              Nx (projects from tools/nx-plugin; no daemon, no cloud)
 #        scripts/tools.sh run CMD…              any command with the tools on PATH
 set -euo pipefail
@@ -34,12 +35,17 @@ install_helm() {
 
 install_python() {
   # One uv-managed environment (.venv) for every Python tool of the repository: pyproject.toml + uv.lock.
-  if ! python3 -m uv --version >/dev/null 2>&1; then
+  local stamp="$ROOT/.venv/.synced"
+  if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/uv.lock" ] && [ "$stamp" -nt "$ROOT/pyproject.toml" ]; then return 0; fi
+  # The system's python3 (this script may run from a hook with .venv/bin first on PATH).
+  local system_path=${PATH//"$ROOT/.venv/bin:"/}
+  if ! PATH=$system_path python3 -m uv --version >/dev/null 2>&1; then
     say "installing uv from PyPI"
-    python3 -m pip install --quiet uv >&2 2>/dev/null || python3 -m pip install --quiet --user uv >&2
+    PATH=$system_path python3 -m pip install --quiet uv >&2 2>/dev/null || PATH=$system_path python3 -m pip install --quiet --user uv >&2
   fi
-  python3 -m uv --version >/dev/null 2>&1 || die "uv is still missing after pip install uv"
-  python3 -m uv sync --quiet --locked --all-groups >&2
+  PATH=$system_path python3 -m uv --version >/dev/null 2>&1 || die "uv is still missing after pip install uv"
+  PATH=$system_path python3 -m uv sync --quiet --locked --all-groups >&2
+  touch "$stamp"
 }
 
 install_node() {
@@ -67,7 +73,15 @@ case "$command" in
   test) PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 exec python -m pytest tools "$@" ;;
   lint) ruff check tools && exec ruff format --check tools ;;
   typecheck) exec mypy ;;
+  changed-charts)
+    # pre-commit passes the changed files: check each chart they belong to (lint, render, schemas);
+    # a change outside any chart (argocd/ values) or to the library chart checks everything.
+    charts=$(for f in "$@"; do d=$(dirname "$f"); while [ "$d" != . ] && [ ! -f "$d/Chart.yaml" ]; do d=$(dirname "$d"); done
+      if [ -f "$d/Chart.yaml" ]; then sed -n 's/^name: *//p' "$d/Chart.yaml"; fi; done | sort -u)
+    args=(); for c in $charts; do if [ "$c" = homestation-lib ]; then args=(); break; fi; args+=(--chart "$c"); done
+    if [ -z "$charts" ]; then args=(); fi
+    exec python tools/chartcheck/chartcheck.py --no-checkov "${args[@]}" ;;
   nx) NX_DAEMON=false NX_NO_CLOUD=true exec npx --no-install nx "$@" ;;
   run) exec "$@" ;;
-  *) die "unknown command $command (charts-check, tree, test, lint, typecheck, nx, run)" ;;
+  *) die "unknown command $command (charts-check, tree, test, lint, typecheck, changed-charts, nx, run)" ;;
 esac
