@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -43,7 +44,9 @@ def hook(repo: Path, hook_id: str, *files: str) -> subprocess.CompletedProcess[s
 
 
 def test_a_committed_credential_is_refused(repo: Path) -> None:
-    (repo / "values.yaml").write_text('aws_secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"\n')
+    # A credential made by the test (none is written in the repository, not even a fake one).
+    key = base64.b64encode(os.urandom(30)).decode()
+    (repo / "values.yaml").write_text(f'aws_secret_access_key: "{key}"\n')
     refused = hook(repo, "detect-secrets", "values.yaml")
     assert refused.returncode == 1 and "values.yaml" in refused.stdout, refused.stdout
     (repo / "values.yaml").write_text("admin:\n  existingSecret: grafana-admin\n  tlsSecretName: grafana-tls\n")
