@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup services services-down dev test charts-check charts-schemas argocd-tree app lib lint fmt typecheck build bench bench-edge bench-backup bench-deploy
+.PHONY: help setup services services-down dev test charts-check charts-schemas argocd-tree app lib containerize lint fmt typecheck build bench bench-edge bench-backup bench-deploy
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,6 +42,10 @@ app: ## Add a service: make app NAME=my-service (crate, chart in charts/apps, da
 lib: ## Add a library crate: make lib NAME=my-lib (libs/NAME, Nx project)
 	@test -n "$(NAME)" || { echo "usage: make lib NAME=my-lib" >&2; exit 2; }
 	python3 tools/generators/generate.py lib "$(NAME)"
+
+containerize: ## OCI image of a service without Docker, pushed: make containerize PROJECT=inventory [REGISTRY=host:port] [TAG=…]
+	@test -n "$(PROJECT)" || { echo "usage: make containerize PROJECT=<service> [REGISTRY=host:port] [TAG=tag]" >&2; exit 2; }
+	PROJECT="$(PROJECT)" REGISTRY="$(REGISTRY)" TAG="$(TAG)" scripts/containerize.sh
 
 lint: ## cargo fmt --check, clippy with warnings as errors, ruff (check and format) on the Python tools
 	cargo fmt --all -- --check

@@ -117,6 +117,11 @@ tools() {
     python3 -m pip install --quiet "moto[server]==5.2.5" >&2 2>/dev/null || python3 -m pip install --quiet --user "moto[server]==5.2.5" >&2
     command -v moto_server >/dev/null || die "moto_server is still not on PATH after pip install moto[server]"
   fi
+  # make containerize builds images with umoci and pushes them with skopeo; its test pushes to a
+  # docker-registry (the distribution server Harbor runs) it starts itself.
+  local missing=()
+  for tool in umoci skopeo docker-registry; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
   if ! cargo nextest --version >/dev/null 2>&1; then
     say "installing cargo-nextest from crates.io"
     cargo install cargo-nextest --locked >&2
