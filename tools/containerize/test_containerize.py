@@ -99,6 +99,33 @@ def test_make_containerize_pushes_a_non_root_image_whose_last_layer_is_the_binar
     assert "etc/passwd" in base and any(n.endswith("libc.so.6") for n in base), base
 
 
+def test_the_pushed_image_runs_its_binary_with_only_what_the_image_holds(registry: str, tmp_path: Path) -> None:
+    """Pulled back and unpacked, the binary starts inside the image's own root (its libraries suffice) as 65532."""
+    reference = f"docker://{registry}/homestation/inventory:test"
+    skopeo("copy", "--quiet", "--src-tls-verify=false", reference, f"oci:{tmp_path / 'oci'}:test")
+    subprocess.run(
+        ["umoci", "unpack", "--rootless", "--image", f"{tmp_path / 'oci'}:test", str(tmp_path / "bundle")],
+        check=True,
+        capture_output=True,
+    )
+    rootfs = tmp_path / "bundle" / "rootfs"
+    chroot_bin = shutil.which("chroot") or "/usr/sbin/chroot"
+    if os.geteuid() == 0:
+        chroot = [chroot_bin, "--userspec=65532:65532", str(rootfs)]
+    else:
+        chroot = [shutil.which("unshare") or "/usr/bin/unshare", "-r", chroot_bin, str(rootfs)]
+    started = subprocess.run(
+        [*chroot, "/usr/local/bin/inventory"],
+        env={"HOMESTATION_INVENTORY__HTTP__PORT": "not-a-port", "HOMESTATION_LOG_FORMAT": "json"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    # It ran (no missing library or loader) and refused the bad port in its own words.
+    assert started.returncode == 1, started.stderr
+    assert started.stderr.startswith("inventory: invalid configuration") and "port" in started.stderr, started.stderr
+
+
 def test_a_project_that_is_not_a_service_is_refused() -> None:
     refused = subprocess.run(["make", "-s", "containerize", "PROJECT=bus"], cwd=ROOT, capture_output=True, text=True)
     assert refused.returncode != 0
