@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup services services-down dev test charts-check charts-schemas argocd-tree app lib containerize lint fmt typecheck build bench bench-edge bench-backup bench-deploy
+.PHONY: help setup services services-down dev test charts-check charts-schemas argocd-tree app lib containerize infra-plan infra-apply lint fmt typecheck build bench bench-edge bench-backup bench-deploy
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,9 +22,10 @@ services-down: ## Stop the servers `make services` started (not ones already run
 dev: ## Run the control plane (inventory, edge-registry, backup, secrets-rotator) against local servers; Ctrl-C stops all it started
 	@scripts/dev.sh
 
-test: setup charts-check ## Run every test: charts-check, the Rust tests against real servers, then the tools' tests (make app included)
+test: setup charts-check ## Run every test: charts-check, the Rust tests against real servers, the tools' tests (make app included), the Pulumi stacks' tests
 	cargo nextest run --workspace --no-fail-fast
 	scripts/tools.sh test
+	scripts/tools.sh infra-test
 
 charts-check: ## Lint and render every chart and scenario, check the objects (K8s 1.33, CRDs, Pod Security, checkov) and the Argo CD tree
 	scripts/tools.sh charts-check
@@ -47,6 +48,12 @@ containerize: ## OCI image of a service without Docker, pushed: make containeriz
 	@test -n "$(PROJECT)" || { echo "usage: make containerize PROJECT=<service> [REGISTRY=host:port] [TAG=tag]" >&2; exit 2; }
 	PROJECT="$(PROJECT)" REGISTRY="$(REGISTRY)" TAG="$(TAG)" scripts/containerize.sh
 
+infra-plan: ## Preview a Pulumi stack: make infra-plan TARGET=control-plane|tunnels|tailnet
+	@scripts/infra.sh preview "$(TARGET)"
+
+infra-apply: ## Apply a Pulumi stack: make infra-apply TARGET=control-plane|tunnels|tailnet
+	@scripts/infra.sh up "$(TARGET)"
+
 lint: ## cargo fmt --check, clippy with warnings as errors, ruff (check and format) on the Python tools
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -55,9 +62,10 @@ lint: ## cargo fmt --check, clippy with warnings as errors, ruff (check and form
 fmt: ## Format the Rust code
 	cargo fmt --all
 
-typecheck: ## Type-check every crate and test, and the Python tools (mypy --strict)
+typecheck: ## Type-check every crate and test, the Python tools (mypy --strict) and the Pulumi stacks (tsc)
 	cargo check --workspace --all-targets --locked
 	scripts/tools.sh typecheck
+	scripts/tools.sh infra-typecheck
 
 build: ## Build release binaries (inventory, edge-registry, homestation, homestation-edge-agent)
 	cargo build --workspace --release --locked

@@ -9,6 +9,7 @@
 #        scripts/tools.sh test                  the tools' own tests (pytest over tools/)
 #        scripts/tools.sh lint | typecheck      ruff (check and format) | mypy --strict
 #        scripts/tools.sh changed-charts FILES… the charts those files belong to (a pre-commit hook)
+#        scripts/tools.sh infra-test            tsc --noEmit and the Pulumi stacks' unit tests (mocha)
 #        scripts/tools.sh nx ARGS…              Nx (projects from tools/nx-plugin; no daemon, no cloud)
 #        scripts/tools.sh run CMD…              any command with the tools on PATH
 set -euo pipefail
@@ -51,8 +52,9 @@ install_python() {
 install_node() {
   command -v node >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq nodejs npm >&2; } || die "node is missing: apt-get install nodejs npm"
   local dir
-  # The CRD validators (tools/chartcheck) and Nx (the repository root), each from its package-lock.json.
-  for dir in "$ROOT/tools/chartcheck" "$ROOT"; do
+  # The CRD validators (tools/chartcheck), Nx (the repository root) and the Pulumi stacks (infra/pulumi),
+  # each from its package-lock.json.
+  for dir in "$ROOT/tools/chartcheck" "$ROOT" "$ROOT/infra/pulumi"; do
     if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then continue; fi
     say "installing node packages in ${dir#"$ROOT"/} (npm ci)"
     (cd "$dir" && npm ci --silent --no-audit --no-fund >&2)
@@ -81,7 +83,11 @@ case "$command" in
     args=(); for c in $charts; do if [ "$c" = homestation-lib ]; then args=(); break; fi; args+=(--chart "$c"); done
     if [ -z "$charts" ]; then args=(); fi
     exec python tools/chartcheck/chartcheck.py --no-checkov "${args[@]}" ;;
+  infra-test)
+    # The Pulumi stacks: type-checked, then unit-tested with Pulumi's mocks (no cloud is called).
+    cd infra/pulumi && npx --no-install tsc --noEmit && exec npx --no-install mocha ;;
+  infra-typecheck) cd infra/pulumi && exec npx --no-install tsc --noEmit ;;
   nx) NX_DAEMON=false NX_NO_CLOUD=true exec npx --no-install nx "$@" ;;
   run) exec "$@" ;;
-  *) die "unknown command $command (charts-check, tree, test, lint, typecheck, changed-charts, nx, run)" ;;
+  *) die "unknown command $command (charts-check, tree, test, lint, typecheck, changed-charts, infra-test, infra-typecheck, nx, run)" ;;
 esac

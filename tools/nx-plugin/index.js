@@ -1,7 +1,7 @@
 // Nx projects and their graph from the repository's own manifests, so nothing is written twice:
 //   every crate        from `cargo metadata --no-deps` (name, path dependencies → graph edges)
 //   every chart        from charts/**/Chart.yaml (file:// dependencies → graph edges), named chart-<name>
-//   the Python tools   from pyproject.toml, named tools
+//   the Python tools   from pyproject.toml, named tools; the Pulumi stacks from infra/pulumi/Pulumi.yaml, named infra
 // Targets call what make calls, so `nx affected -t test` and `make test` agree on what a target means.
 const { execFileSync } = require("node:child_process");
 const fs = require("node:fs");
@@ -55,7 +55,7 @@ function isLibraryChart(chartYaml) {
 }
 
 const createNodes = [
-  "{**/Cargo.toml,charts/**/Chart.yaml,argocd/*/Chart.yaml,pyproject.toml}",
+  "{**/Cargo.toml,charts/**/Chart.yaml,argocd/*/Chart.yaml,pyproject.toml,infra/pulumi/Pulumi.yaml}",
   async (files, _options, context) => {
     const { workspaceRoot } = context;
     const byManifest = new Map(
@@ -71,6 +71,14 @@ const createNodes = [
         const chart = chartName(path.join(workspaceRoot, file));
         const check = isLibraryChart(path.join(workspaceRoot, file)) ? "scripts/tools.sh charts-check" : `scripts/tools.sh charts-check --chart ${chart}`;
         return [[file, { projects: { [root]: { name: `chart-${chart}`, projectType: "library", tags: ["lang:helm"], targets: { lint: run(check), test: run(check) } } } }]];
+      }
+      if (file.endsWith("Pulumi.yaml")) {
+        return [[file, { projects: { [root]: {
+          name: "infra",
+          projectType: "application",
+          tags: ["lang:typescript"],
+          targets: { typecheck: run("scripts/tools.sh infra-typecheck"), test: run("scripts/tools.sh infra-test") },
+        } } }]];
       }
       // The Python tools live under tools/ (the root folder is the root package.json's project).
       return [[file, { projects: { tools: {

@@ -29,7 +29,7 @@ def test_every_crate_chart_and_the_tools_is_a_project_with_the_make_targets() ->
         for p in [*ROOT.glob("charts/**/Chart.yaml"), *ROOT.glob("argocd/*/Chart.yaml")]
     }
     projects = set(json.loads(nx("show", "projects", "--json")))
-    assert projects == crates | charts | {"tools"}
+    assert projects == crates | charts | {"tools", "infra"}
 
     deployer = json.loads(nx("show", "project", "deployer", "--json"))
     assert set(deployer["targets"]) == {"lint", "typecheck", "test", "build", "containerize"}
