@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup services services-down dev test charts-check charts-schemas argocd-tree app lib containerize infra-plan infra-apply lint fmt typecheck build bench bench-edge bench-backup bench-deploy
+.PHONY: help setup services services-down dev test charts-check charts-schemas argocd-tree app lib containerize infra-plan infra-apply ansible-run lint fmt typecheck build bench bench-edge bench-backup bench-deploy
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +53,9 @@ infra-plan: ## Preview a Pulumi stack: make infra-plan TARGET=control-plane|tunn
 
 infra-apply: ## Apply a Pulumi stack: make infra-apply TARGET=control-plane|tunnels|tailnet
 	@scripts/infra.sh up "$(TARGET)"
+
+ansible-run: ## Run a playbook of infra/ansible: make ansible-run PLAYBOOK=bootstrap-wsl2|control-plane|edge-node
+	@scripts/ansible.sh "$(PLAYBOOK)"
 
 lint: ## cargo fmt --check, clippy with warnings as errors, ruff (check and format) on the Python tools
 	cargo fmt --all -- --check
