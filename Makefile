@@ -70,7 +70,7 @@ typecheck: ## Type-check every crate and test, the Python tools (mypy --strict) 
 	scripts/tools.sh typecheck
 	scripts/tools.sh infra-typecheck
 
-build: ## Build release binaries (inventory, edge-registry, homestation, homestation-edge-agent)
+build: ## Build release binaries of every crate (the services, homestation, homestation-edge-agent)
 	cargo build --workspace --release --locked
 
 bench: bench-edge bench-backup bench-deploy ## Run every benchmark (release build); results go to bench/results/
