@@ -25,13 +25,7 @@ IMAGE="$REGISTRY/homestation/$PROJECT:$TAG"
 TLS_VERIFY=${REGISTRY_TLS_VERIFY:-true}
 USER_ID=65532
 
-for tool in umoci skopeo ldd; do
-  if ! command -v "$tool" >/dev/null; then
-    [ "$(id -u)" = 0 ] || die "$tool is missing: apt-get install umoci skopeo"
-    say "installing umoci and skopeo from Debian"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umoci skopeo >&2
-  fi
-done
+"$ROOT/scripts/services.sh" image-tools
 
 say "building $PROJECT (release)"
 cargo build --release --locked -p "$PROJECT" --manifest-path "$ROOT/Cargo.toml" >&2

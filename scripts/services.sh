@@ -102,6 +102,14 @@ down() {
   fi
 }
 
+# make containerize builds images with umoci and pushes them with skopeo; its test pushes to a
+# docker-registry (the distribution server Harbor runs) it starts itself.
+image_tools() {
+  local missing=() tool
+  for tool in umoci skopeo docker-registry; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
 tools() {
   command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup) first"
   # OpenBao (the Vault API): tests start their own dev-mode servers with it.
@@ -117,11 +125,7 @@ tools() {
     python3 -m pip install --quiet "moto[server]==5.2.5" >&2 2>/dev/null || python3 -m pip install --quiet --user "moto[server]==5.2.5" >&2
     command -v moto_server >/dev/null || die "moto_server is still not on PATH after pip install moto[server]"
   fi
-  # make containerize builds images with umoci and pushes them with skopeo; its test pushes to a
-  # docker-registry (the distribution server Harbor runs) it starts itself.
-  local missing=()
-  for tool in umoci skopeo docker-registry; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+  image_tools
   if ! cargo nextest --version >/dev/null 2>&1; then
     say "installing cargo-nextest from crates.io"
     cargo install cargo-nextest --locked >&2
@@ -133,6 +137,7 @@ case "${1:-up}" in
   up) postgres_up; nats_up; say "PostgreSQL 127.0.0.1:$PG_PORT and NATS 127.0.0.1:$NATS_PORT are up" ;;
   down) down ;;
   tools) tools ;;
+  image-tools) image_tools ;;
   started) ls "$STARTED" 2>/dev/null || true ;;
-  *) die "usage: $0 up|down|tools|started" ;;
+  *) die "usage: $0 up|down|tools|image-tools|started" ;;
 esac

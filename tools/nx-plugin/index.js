@@ -107,7 +107,7 @@ function createDependencies(_options, context) {
       }
     }
   }
-  for (const [file, project] of Object.entries(context.projects)) {
+  for (const project of Object.values(context.projects)) {
     const chartYaml = path.join(workspaceRoot, project.root, "Chart.yaml");
     if (!project.name || !project.name.startsWith("chart-") || !fs.existsSync(chartYaml)) continue;
     const text = fs.readFileSync(chartYaml, "utf8");
@@ -115,7 +115,6 @@ function createDependencies(_options, context) {
       const target = chartName(path.join(workspaceRoot, project.root, found[1], "Chart.yaml"));
       edges.push({ source: project.name, target: `chart-${target}`, sourceFile: `${project.root}/Chart.yaml`, type: "static" });
     }
-    void file;
   }
   return edges;
 }

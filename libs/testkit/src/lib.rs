@@ -38,6 +38,11 @@ pub fn nats_url() -> String {
 }
 
 /// A database created for one test on the real PostgreSQL.
+/// A JetStream context on the test NATS server.
+async fn jetstream() -> async_nats::jetstream::Context {
+    async_nats::jetstream::new(async_nats::connect(nats_url()).await.expect("nats"))
+}
+
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
@@ -322,7 +327,41 @@ impl TestEnv {
     /// The events on one of this test's streams so far, in order, as (subject without the namespace,
     /// the event's data).
     pub async fn events(&self, stream: bus::Stream) -> Vec<(String, serde_json::Value)> {
-        let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.unwrap());
+        self.events_on(&jetstream().await, stream).await
+    }
+
+    /// The data of `subject`'s events once there are at least `count` of them. A service's outbox
+    /// relays after its database commit, so an event can reach the stream a moment after the API
+    /// answered: tests wait for events rather than read them once.
+    pub async fn await_events(
+        &self,
+        stream: bus::Stream,
+        subject: &str,
+        count: usize,
+    ) -> Vec<serde_json::Value> {
+        let js = jetstream().await;
+        eventually(
+            &format!("{count} {subject} event(s)"),
+            Duration::from_secs(20),
+            || async {
+                let found: Vec<serde_json::Value> = self
+                    .events_on(&js, stream)
+                    .await
+                    .into_iter()
+                    .filter(|(s, _)| s == subject)
+                    .map(|(_, data)| data)
+                    .collect();
+                (found.len() >= count).then_some(found)
+            },
+        )
+        .await
+    }
+
+    async fn events_on(
+        &self,
+        js: &async_nats::jetstream::Context,
+        stream: bus::Stream,
+    ) -> Vec<(String, serde_json::Value)> {
         let Ok(mut stream) = js.get_stream(stream.name(&self.namespace)).await else {
             return Vec::new();
         };
@@ -337,32 +376,6 @@ impl TestEnv {
             }
         }
         events
-    }
-
-    /// The data of `subject`'s events once there are at least `count` of them. A service's outbox
-    /// relays after its database commit, so an event can reach the stream a moment after the API
-    /// answered: tests wait for events rather than read them once.
-    pub async fn await_events(
-        &self,
-        stream: bus::Stream,
-        subject: &str,
-        count: usize,
-    ) -> Vec<serde_json::Value> {
-        eventually(
-            &format!("{count} {subject} event(s)"),
-            Duration::from_secs(20),
-            || async {
-                let found: Vec<serde_json::Value> = self
-                    .events(stream)
-                    .await
-                    .into_iter()
-                    .filter(|(s, _)| s == subject)
-                    .map(|(_, data)| data)
-                    .collect();
-                (found.len() >= count).then_some(found)
-            },
-        )
-        .await
     }
 
     /// Deletes this test's streams; its database goes with the stale-database sweep.

@@ -219,17 +219,7 @@ async fn vault_unreachable_or_a_cas_conflict_stops_with_nothing_changed() {
         .expect("builds without Vault");
     let base = format!("http://{}", unreachable.http_addr());
     let running = testkit::spawn(unreachable);
-    let answer: serde_json::Value = app
-        .client
-        .post(format!("{base}/v1/rotations"))
-        .bearer_auth(&app.env.tokens.admin)
-        .json(&json!({ "path": "apps/shop/api" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, answer) = app.rotate_at(&base, "apps/shop/api").await;
     assert_eq!(answer["phase"], "failed", "{answer}");
     assert!(
         answer["reason"].as_str().unwrap().contains("unavailable"),

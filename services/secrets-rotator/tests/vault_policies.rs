@@ -107,17 +107,7 @@ async fn a_token_with_a_generated_policy_reads_only_its_own_paths() {
     let limited = secrets_rotator::Application::build(config).await.unwrap();
     let base = format!("http://{}", limited.http_addr());
     let running = testkit::spawn(limited);
-    let rotation: serde_json::Value = app
-        .client
-        .post(format!("{base}/v1/rotations"))
-        .bearer_auth(&app.env.tokens.admin)
-        .json(&json!({ "path": "apps/shop/api" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, rotation) = app.rotate_at(&base, "apps/shop/api").await;
     assert_eq!(rotation["phase"], "done", "{rotation}");
     running.stop().await.unwrap();
     app.stop().await;

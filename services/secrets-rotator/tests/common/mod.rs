@@ -68,7 +68,13 @@ impl TestRotator {
     }
 
     pub async fn rotate(&self, path: &str) -> (reqwest::StatusCode, Value) {
-        self.post(
+        self.rotate_at(&self.base, path).await
+    }
+
+    /// Asks the rotator at `base` (a second one a test started with another config) to rotate `path`.
+    pub async fn rotate_at(&self, base: &str, path: &str) -> (reqwest::StatusCode, Value) {
+        self.post_at(
+            base,
             "/v1/rotations",
             &self.env.tokens.admin,
             json!({ "path": path }),
@@ -77,9 +83,19 @@ impl TestRotator {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> (reqwest::StatusCode, Value) {
+        self.post_at(&self.base, path, token, body).await
+    }
+
+    async fn post_at(
+        &self,
+        base: &str,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (reqwest::StatusCode, Value) {
         let r = self
             .client
-            .post(format!("{}{path}", self.base))
+            .post(format!("{base}{path}"))
             .bearer_auth(token)
             .json(&body)
             .send()
