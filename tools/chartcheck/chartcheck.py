@@ -290,7 +290,7 @@ def run_checkov(out: Path, report: Report) -> None:
     # and says nothing, so it also has to report what it checked.
     result = subprocess.run(
         [
-            "checkov",
+            os.environ.get("CHECKOV", "checkov"),
             "--directory",
             ".",
             "--framework",

@@ -116,6 +116,14 @@ impl Default for DatabaseSettings {
 }
 
 impl DatabaseSettings {
+    /// The default of a service: `database` on the local PostgreSQL, as `make dev` runs it.
+    pub fn local(database: &str) -> Self {
+        Self {
+            url: SecretString::from(format!("postgres://postgres@127.0.0.1:5432/{database}")),
+            ..Default::default()
+        }
+    }
+
     /// The pool, with the service's migrations applied: what every service with a database does at start.
     pub async fn migrated_pool(
         &self,

@@ -56,7 +56,12 @@ impl Kit {
 
 /// Wraps a service's routes: `api` needs an identity, `public` does not; health and metrics are added.
 pub fn service_router(api: Router, public: Router, kit: Kit) -> Router {
-    let api = api.route_layer(from_fn_with_state(kit.auth.clone(), authenticate));
+    // axum refuses a route layer on a router without routes; a service may serve no API of its own.
+    let api = if api.has_routes() {
+        api.route_layer(from_fn_with_state(kit.auth.clone(), authenticate))
+    } else {
+        api
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz).with_state(kit.readiness.clone()))

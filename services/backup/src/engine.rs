@@ -190,6 +190,7 @@ impl Engine {
         store: Store,
         policies: Vec<Entry>,
         metrics: BackupMetrics,
+        outbox: Arc<Notify>,
         scratch: PathBuf,
         shutdown: Shutdown,
     ) -> Self {
@@ -203,7 +204,7 @@ impl Engine {
                 .map(|e| (e.policy.name.as_str().to_owned(), e))
                 .collect(),
             metrics,
-            outbox: Arc::new(Notify::new()),
+            outbox,
             scratch,
             shutdown,
             running: Mutex::new(HashMap::new()),

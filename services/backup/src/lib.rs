@@ -22,18 +22,11 @@ pub mod velero;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use secrecy::SecretString;
 use serde::Deserialize;
+use service_core::Core;
 use service_kit::auth::AuthSettings;
-use service_kit::http::{Kit, service_router};
-use service_kit::metrics::Metrics;
-use service_kit::shutdown::Tasks;
-use service_kit::{
-    Authenticator, DatabaseSettings, HttpSettings, NatsSettings, Shutdown, VaultSettings,
-};
-use tokio::net::TcpListener;
+use service_kit::{DatabaseSettings, HttpSettings, NatsSettings, Shutdown, VaultSettings};
 
 use crate::engine::{Engine, Entry};
 use crate::format::{KeyWrap, LocalKey};
@@ -87,10 +80,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             http: HttpSettings::with_port(8083),
-            database: DatabaseSettings {
-                url: SecretString::from("postgres://postgres@127.0.0.1:5432/backup"),
-                ..Default::default()
-            },
+            database: DatabaseSettings::local("backup"),
             nats: NatsSettings::default(),
             auth: AuthSettings::default(),
             vault: VaultSettings::default(),
@@ -106,31 +96,22 @@ impl Default for Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Core(#[from] service_core::Error),
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
-    #[error("binding http")]
-    Bind(#[source] std::io::Error),
-    #[error(transparent)]
-    Database(#[from] service_kit::DatabaseError),
-    #[error(transparent)]
-    Bus(#[from] bus::BusError),
     #[error("recovering interrupted runs")]
     Recover(#[from] catalog::CatalogError),
     #[error("loading the catalog")]
     Load(#[from] engine::EngineError),
-    #[error(transparent)]
-    Task(#[from] service_kit::shutdown::TaskError),
     #[error("connecting to the Kubernetes API (a policy backs up Velero)")]
     Kube(#[source] kube::Error),
 }
 
 pub struct Application {
-    http: TcpListener,
-    pool: sqlx::PgPool,
-    bus: bus::Connection,
-    auth: Authenticator,
+    core: Core,
     s3: aws_sdk_s3::Client,
     wrap: Arc<dyn KeyWrap>,
     policies: Vec<Entry>,
@@ -139,9 +120,7 @@ pub struct Application {
 
 impl Application {
     pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .expect("bound listener has an address")
+        self.core.http_addr()
     }
 }
 
@@ -200,14 +179,17 @@ impl service_kit::Service for Application {
     type Error = Error;
 
     async fn build(config: Config) -> Result<Self, Error> {
-        let auth = Authenticator::new(config.auth.clone()).map_err(Error::Config)?;
         let policies = policy::parse_all(&config.policies, &config.bucket)?;
         let wrap = key_wrap(&config)?;
-        let pool = config.database.migrated_pool(&catalog::MIGRATOR).await?;
-        let bus = bus::Connection::open(&config.nats, Self::NAME).await?;
+        let core = Core::open(
+            Self::NAME,
+            service_core::settings!(config),
+            &catalog::MIGRATOR,
+        )
+        .await?;
         let s3 = config.s3.client();
         // What a killed process left: its runs are failed and its multipart uploads aborted, before any new run.
-        let recovered = catalog::recover(&pool, &s3).await?;
+        let recovered = catalog::recover(&core.pool, &s3).await?;
         if recovered > 0 {
             tracing::warn!(
                 recovered,
@@ -242,71 +224,38 @@ impl service_kit::Service for Application {
                 }
             }
             entries.push(Entry {
-                source: build_source(&policy, &config, &bus, kube.as_ref()),
+                source: build_source(&policy, &config, &core.bus, kube.as_ref()),
                 policy,
             });
         }
-        let policies = entries;
-        let http = config.http.bind().await.map_err(Error::Bind)?;
         Ok(Self {
-            http,
-            pool,
-            bus,
-            auth,
+            core,
             s3,
             wrap,
-            policies,
+            policies: entries,
             config,
         })
     }
 
     async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), Error> {
-        tracing::info!(http = %self.http_addr(), policies = self.policies.len(), "backup listening");
-        let metrics = Metrics::new(Self::NAME);
-        let bus_metrics = bus::BusMetrics::new(&metrics);
+        let core = self.core;
+        tracing::info!(policies = self.policies.len(), "backup policies loaded");
         let engine = Arc::new(Engine::new(
-            self.pool.clone(),
+            core.pool.clone(),
             engine::Store {
                 s3: self.s3,
                 part_size: self.config.s3.part_size(),
                 wrap: self.wrap,
             },
             self.policies,
-            metrics::BackupMetrics::new(&metrics),
+            metrics::BackupMetrics::new(&core.metrics),
+            core.outbox.clone(),
             self.config.scratch_dir.clone(),
             shutdown.clone(),
         ));
         engine.load_metrics().await?;
-        let kit = Kit::new(
-            self.auth,
-            metrics,
-            self.pool.clone(),
-            self.bus.client.clone(),
-        );
-        let router = service_router(api::router(engine.clone()), api::public_router(), kit);
-        let mut tasks = Tasks::new();
-        tasks.spawn(
-            "http",
-            service_kit::http::serve(self.http, router, shutdown.clone()),
-        );
-        tasks.spawn("scheduler", engine.clone().schedule());
-        let publisher = self.bus.publisher(Self::NAME, bus_metrics);
-        tasks.spawn(
-            "outbox",
-            bus::outbox::relay(
-                self.pool.clone(),
-                publisher,
-                engine.outbox.clone(),
-                shutdown.clone(),
-            ),
-        );
-        tasks
-            .run(
-                shutdown,
-                Duration::from_secs(self.config.shutdown_grace_secs),
-            )
-            .await?;
-        self.pool.close().await;
-        Ok(())
+        let mut running = core.serve(api::router(engine.clone()), api::public_router(), &shutdown);
+        running.spawn("scheduler", engine.schedule());
+        Ok(running.until_stopped().await?)
     }
 }

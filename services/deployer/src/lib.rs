@@ -14,12 +14,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
+use service_core::Core;
 use service_kit::auth::AuthSettings;
-use service_kit::http::{Kit, service_router};
-use service_kit::metrics::Metrics;
-use service_kit::shutdown::Tasks;
-use service_kit::{Authenticator, DatabaseSettings, HttpSettings, NatsSettings, Shutdown};
-use tokio::net::TcpListener;
+use service_kit::{DatabaseSettings, HttpSettings, NatsSettings, Shutdown};
 
 /// Argo CD's REST API, used for syncs instead of patching Applications through the Kubernetes API.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,10 +59,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             http: HttpSettings::with_port(8086),
-            database: DatabaseSettings {
-                url: SecretString::from("postgres://postgres@127.0.0.1:5432/deployer"),
-                ..Default::default()
-            },
+            database: DatabaseSettings::local("deployer"),
             nats: NatsSettings::default(),
             auth: AuthSettings::default(),
             repositories: Vec::new(),
@@ -80,38 +74,27 @@ impl Default for Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Core(#[from] service_core::Error),
     #[error("{0}")]
     Config(String),
-    #[error("binding http")]
-    Bind(#[source] std::io::Error),
-    #[error(transparent)]
-    Database(#[from] service_kit::DatabaseError),
-    #[error(transparent)]
-    Bus(#[from] bus::BusError),
-    #[error(transparent)]
-    Task(#[from] service_kit::shutdown::TaskError),
     #[error("connecting to the Kubernetes API")]
     Kube(#[source] kube::Error),
 }
 
 pub struct Application {
-    http: TcpListener,
-    bus: bus::Connection,
-    auth: Authenticator,
+    core: Core,
     deployer: Arc<api::Deployer>,
     config: Config,
 }
 
 impl Application {
     pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .expect("bound listener has an address")
+        self.core.http_addr()
     }
 
     /// Builds with a given Kubernetes client (tests pass a fake one).
     pub async fn with_kube_client(config: Config, client: kube::Client) -> Result<Self, Error> {
-        let auth = Authenticator::new(config.auth.clone()).map_err(Error::Config)?;
         if let Some(r) = config
             .repositories
             .iter()
@@ -122,11 +105,12 @@ impl Application {
                 r.url
             )));
         }
-        let pool = config
-            .database
-            .migrated_pool(&sqlx::migrate!("./migrations"))
-            .await?;
-        let bus = bus::Connection::open(&config.nats, <Self as service_kit::Service>::NAME).await?;
+        let core = Core::open(
+            <Self as service_kit::Service>::NAME,
+            service_core::settings!(config),
+            &sqlx::migrate!("./migrations"),
+        )
+        .await?;
         let applications: kube::Api<argo::Application> =
             kube::Api::namespaced(client, &config.argocd_namespace);
         let syncer = match &config.argocd_api {
@@ -141,16 +125,13 @@ impl Application {
             None => sync::Syncer::Kube(Box::new(applications.clone())),
         };
         let deployer = Arc::new(api::Deployer {
-            pool,
+            pool: core.pool.clone(),
             applications,
             syncer,
             repositories: config.repositories.clone(),
         });
-        let http = config.http.bind().await.map_err(Error::Bind)?;
         Ok(Self {
-            http,
-            bus,
-            auth,
+            core,
             deployer,
             config,
         })
@@ -168,53 +149,28 @@ impl service_kit::Service for Application {
     }
 
     async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), Error> {
-        tracing::info!(http = %self.http_addr(), repositories = self.config.repositories.len(), "deployer listening");
-        let metrics = Metrics::new(Self::NAME);
-        let pool = self.deployer.pool.clone();
+        let core = self.core;
+        tracing::info!(
+            repositories = self.config.repositories.len(),
+            "deployer watching repositories"
+        );
         let watcher = Arc::new(watch::Watcher {
-            pool: pool.clone(),
+            pool: core.pool.clone(),
             applications: self.deployer.applications.clone(),
             syncer: self.deployer.syncer.clone(),
-            outbox: Arc::new(tokio::sync::Notify::new()),
-            metrics: watch::DeployMetrics::new(&metrics),
+            outbox: core.outbox.clone(),
+            metrics: watch::DeployMetrics::new(&core.metrics),
             health_deadline: Duration::from_secs(self.config.health_deadline_secs),
         });
-        let bus_metrics = bus::BusMetrics::new(&metrics);
-        let kit = Kit::new(self.auth, metrics, pool.clone(), self.bus.client.clone());
-        let router = service_router(
+        let mut running = core.serve(
             api::router(self.deployer.clone()),
-            api::public_router(self.deployer.clone()),
-            kit,
-        );
-        let mut tasks = Tasks::new();
-        tasks.spawn(
-            "http",
-            service_kit::http::serve(self.http, router, shutdown.clone()),
+            api::public_router(self.deployer),
+            &shutdown,
         );
         if self.config.watch {
-            tasks.spawn("watch", watcher.clone().run(shutdown.clone()));
-            tasks.spawn(
-                "deadlines",
-                watcher.clone().check_deadlines(shutdown.clone()),
-            );
+            running.spawn("watch", watcher.clone().run(shutdown.clone()));
+            running.spawn("deadlines", watcher.check_deadlines(shutdown));
         }
-        let publisher = self.bus.publisher(Self::NAME, bus_metrics);
-        tasks.spawn(
-            "outbox",
-            bus::outbox::relay(
-                pool.clone(),
-                publisher,
-                watcher.outbox.clone(),
-                shutdown.clone(),
-            ),
-        );
-        tasks
-            .run(
-                shutdown,
-                Duration::from_secs(self.config.shutdown_grace_secs),
-            )
-            .await?;
-        pool.close().await;
-        Ok(())
+        Ok(running.until_stopped().await?)
     }
 }

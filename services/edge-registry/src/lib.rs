@@ -10,17 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bus::BusMetrics;
 use serde::Deserialize;
+use service_core::Core;
 use service_kit::auth::AuthSettings;
-use service_kit::http::{Kit, service_router};
-use service_kit::metrics::Metrics;
-use service_kit::shutdown::Tasks;
-use service_kit::{
-    Authenticator, DatabaseSettings, HttpSettings, NatsSettings, Shutdown, VaultSettings,
-};
-use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use service_kit::{DatabaseSettings, HttpSettings, NatsSettings, Shutdown, VaultSettings};
 
 use crate::api::{AgentSettings, NodeTokenReader};
 use crate::liveness::{Fleet, FleetMetrics, LivenessSettings};
@@ -73,12 +66,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             http: HttpSettings::with_port(8082),
-            database: DatabaseSettings {
-                url: secrecy::SecretString::from(
-                    "postgres://postgres@127.0.0.1:5432/edge_registry",
-                ),
-                ..Default::default()
-            },
+            database: DatabaseSettings::local("edge_registry"),
             nats: NatsSettings::default(),
             auth: AuthSettings::default(),
             vault: VaultSettings::default(),
@@ -94,37 +82,26 @@ impl Default for Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Core(#[from] service_core::Error),
     #[error("{0}")]
     Config(String),
-    #[error("binding http")]
-    Bind(#[source] std::io::Error),
-    #[error(transparent)]
-    Database(#[from] service_kit::DatabaseError),
     #[error("loading the fleet")]
     Load(#[from] sqlx::Error),
-    #[error(transparent)]
-    Bus(#[from] bus::BusError),
-    #[error(transparent)]
-    Task(#[from] service_kit::shutdown::TaskError),
     #[error("connecting to the Kubernetes API (kube.enabled is set)")]
     Kube(#[source] kube::Error),
 }
 
 pub struct Application {
-    http: TcpListener,
+    core: Core,
     heartbeats: async_nats::Subscriber,
-    pool: sqlx::PgPool,
-    bus: bus::Connection,
-    auth: Authenticator,
     node_token: NodeTokenReader,
     config: Config,
 }
 
 impl Application {
     pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .expect("bound listener has an address")
+        self.core.http_addr()
     }
 }
 
@@ -134,52 +111,40 @@ impl service_kit::Service for Application {
     type Error = Error;
 
     async fn build(config: Config) -> Result<Self, Error> {
-        let auth = Authenticator::new(config.auth.clone()).map_err(Error::Config)?;
-        let pool = config
-            .database
-            .migrated_pool(&sqlx::migrate!("./migrations"))
-            .await?;
-        let bus = bus::Connection::open(&config.nats, Self::NAME).await?;
+        let vault = config
+            .vault
+            .client()
+            .map_err(|e| Error::Config(e.to_string()))?;
         let node_token = NodeTokenReader {
-            client: Arc::new(
-                config
-                    .vault
-                    .client()
-                    .map_err(|e| Error::Config(e.to_string()))?,
-            ),
+            client: Arc::new(vault),
             mount: config.vault.kv_mount.clone(),
             path: config.k3s.node_token_path.clone(),
             key: config.k3s.node_token_key.clone(),
         };
-        let http = config.http.bind().await.map_err(Error::Bind)?;
-        let heartbeats = liveness::subscribe(&bus.client, &bus.namespace)
+        let core = Core::open(
+            Self::NAME,
+            service_core::settings!(config),
+            &sqlx::migrate!("./migrations"),
+        )
+        .await?;
+        let heartbeats = liveness::subscribe(&core.bus.client, &core.bus.namespace)
             .await
             .map_err(|e| Error::Config(format!("subscribing to heartbeats: {e}")))?;
         Ok(Self {
-            http,
+            core,
             heartbeats,
-            pool,
-            bus,
-            auth,
             node_token,
             config,
         })
     }
 
     async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), Error> {
-        tracing::info!(http = %self.http_addr(), "edge-registry listening");
-        let metrics = Metrics::new(Self::NAME);
-        let bus_metrics = BusMetrics::new(&metrics);
-        let fleet = Fleet::load(&self.pool, FleetMetrics::new(&metrics)).await?;
-        let outbox = Arc::new(Notify::new());
-        let kit = Kit::new(
-            self.auth.clone(),
-            metrics,
-            self.pool.clone(),
-            self.bus.client.clone(),
-        );
+        let core = self.core;
+        let (pool, outbox) = (core.pool.clone(), core.outbox.clone());
+        let fleet = Fleet::load(&pool, FleetMetrics::new(&core.metrics)).await?;
+        let namespace = core.bus.namespace.clone();
         let state = api::AppState {
-            pool: self.pool.clone(),
+            pool: pool.clone(),
             outbox: outbox.clone(),
             fleet: fleet.clone(),
             node_token: self.node_token,
@@ -190,59 +155,41 @@ impl service_kit::Service for Application {
                     .agent_nats_url
                     .clone()
                     .unwrap_or_else(|| self.config.nats.url.clone()),
-                nats_namespace: self.bus.namespace.as_str().to_owned(),
+                nats_namespace: namespace.as_str().to_owned(),
                 heartbeat_interval_secs: self.config.liveness.heartbeat_interval_secs,
             },
             max_ttl_secs: self.config.max_token_ttl_secs,
         };
-        let router = service_router(api::router(state.clone()), api::public_router(state), kit);
-
-        let mut tasks = Tasks::new();
-        tasks.spawn(
-            "http",
-            service_kit::http::serve(self.http, router, shutdown.clone()),
+        let mut running = core.serve(
+            api::router(state.clone()),
+            api::public_router(state),
+            &shutdown,
         );
-        tasks.spawn(
+        running.spawn(
             "heartbeats",
-            liveness::listen(
-                self.heartbeats,
-                self.bus.namespace.clone(),
-                fleet.clone(),
-                shutdown.clone(),
-            ),
+            liveness::listen(self.heartbeats, namespace, fleet.clone(), shutdown.clone()),
         );
-        tasks.spawn(
+        let kube = self.config.kube;
+        running.spawn(
             "liveness",
             liveness::watch(
-                self.pool.clone(),
+                pool.clone(),
                 fleet,
                 self.config.liveness,
-                outbox.clone(),
+                outbox,
                 shutdown.clone(),
             ),
         );
-        if self.config.kube.enabled {
+        if kube.enabled {
             let client = kube::Client::try_default().await.map_err(Error::Kube)?;
             let reconciler = kube_nodes::Reconciler {
                 nodes: kube::Api::all(client),
-                pool: self.pool.clone(),
-                cordon_offline: self.config.kube.cordon_offline,
+                pool,
+                cordon_offline: kube.cordon_offline,
             };
-            let every = Duration::from_secs(self.config.kube.reconcile_interval_secs.max(1));
-            tasks.spawn("kube-nodes", reconciler.run(every, shutdown.clone()));
+            let every = Duration::from_secs(kube.reconcile_interval_secs.max(1));
+            running.spawn("kube-nodes", reconciler.run(every, shutdown));
         }
-        let publisher = self.bus.publisher(Self::NAME, bus_metrics);
-        tasks.spawn(
-            "outbox",
-            bus::outbox::relay(self.pool.clone(), publisher, outbox, shutdown.clone()),
-        );
-        tasks
-            .run(
-                shutdown,
-                Duration::from_secs(self.config.shutdown_grace_secs),
-            )
-            .await?;
-        self.pool.close().await;
-        Ok(())
+        Ok(running.until_stopped().await?)
     }
 }

@@ -9,17 +9,13 @@ pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bus::{BusMetrics, ConsumerSettings, ConsumerSpec, Stream};
+use bus::{ConsumerSettings, ConsumerSpec, Stream};
 use serde::Deserialize;
+use service_core::Core;
 use service_kit::auth::AuthSettings;
-use service_kit::http::{Kit, service_router};
-use service_kit::metrics::Metrics;
-use service_kit::shutdown::Tasks;
-use service_kit::{Authenticator, DatabaseSettings, HttpSettings, NatsSettings, Shutdown};
+use service_kit::{DatabaseSettings, HttpSettings, NatsSettings, Shutdown};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 /// The durable consumer name inventory reads every other service's events with.
 pub const CONSUMER: &str = "inventory";
@@ -51,42 +47,19 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Config(String),
-    #[error("binding {what}")]
-    Bind {
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Database(#[from] service_kit::DatabaseError),
-    #[error(transparent)]
-    Bus(#[from] bus::BusError),
-    #[error(transparent)]
-    Task(#[from] service_kit::shutdown::TaskError),
-}
-
+pub type Error = service_core::Error;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A built inventory: listeners bound, database migrated, streams ensured; [`Application::run_until_stopped`] serves.
 pub struct Application {
-    http: TcpListener,
+    core: Core,
     grpc: TcpListener,
-    pool: sqlx::PgPool,
-    bus: bus::Connection,
-    auth: Authenticator,
     consumer: ConsumerSettings,
-    grace: Duration,
 }
 
 impl Application {
     pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .expect("bound listener has an address")
+        self.core.http_addr()
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -102,96 +75,50 @@ impl service_kit::Service for Application {
     type Error = Error;
 
     async fn build(config: Config) -> Result<Self> {
-        let auth = Authenticator::new(config.auth).map_err(Error::Config)?;
-        let pool = config
-            .database
-            .migrated_pool(&sqlx::migrate!("./migrations"))
-            .await?;
-        let bus = bus::Connection::open(&config.nats, Self::NAME).await?;
-        let bind = |what, settings: HttpSettings| async move {
-            settings
-                .bind()
-                .await
-                .map_err(|source| Error::Bind { what, source })
-        };
+        let core = Core::open(
+            Self::NAME,
+            service_core::settings!(config),
+            &sqlx::migrate!("./migrations"),
+        )
+        .await?;
         Ok(Self {
-            http: bind("http", config.http).await?,
-            grpc: bind("grpc", config.grpc).await?,
-            pool,
-            bus,
-            auth,
+            core,
+            grpc: service_core::bind("grpc", &config.grpc).await?,
             consumer: config.consumer,
-            grace: Duration::from_secs(config.shutdown_grace_secs),
         })
     }
 
     async fn run_until_stopped(self, shutdown: Shutdown) -> Result<()> {
-        let metrics = Metrics::new(Self::NAME);
-        let bus_metrics = BusMetrics::new(&metrics);
-        let outbox = Arc::new(Notify::new());
-        let kit = Kit::new(
-            self.auth.clone(),
-            metrics,
-            self.pool.clone(),
-            self.bus.client.clone(),
-        );
+        let core = self.core;
+        let (pool, outbox, auth) = (core.pool.clone(), core.outbox.clone(), core.auth.clone());
         let state = api::AppState {
-            pool: self.pool.clone(),
+            pool: pool.clone(),
             outbox: outbox.clone(),
         };
-        let router = service_router(api::router(state), api::public_router(), kit);
-        tracing::info!(http = %self.http_addr(), grpc = %self.grpc_addr(), "inventory listening");
-
-        let mut tasks = Tasks::new();
-        tasks.spawn(
-            "http",
-            service_kit::http::serve(self.http, router, shutdown.clone()),
-        );
-        tasks.spawn(
+        tracing::info!(grpc = %self.grpc.local_addr().expect("bound"), "inventory serving gRPC");
+        let mut running = core.serve(api::router(state), api::public_router(), &shutdown);
+        running.spawn(
             "grpc",
             service_kit::http::serve_grpc(
                 self.grpc,
-                grpc::routes(self.pool.clone(), self.auth).await,
+                grpc::routes(pool.clone(), auth).await,
                 shutdown.clone(),
             ),
         );
-        let spec = ConsumerSpec::with_settings(
-            CONSUMER,
-            &[
-                Stream::Edge,
-                Stream::Heartbeats,
-                Stream::Deploy,
-                Stream::Backup,
-                Stream::Secrets,
-            ],
-            &self.consumer,
-        );
+        let streams = [
+            Stream::Edge,
+            Stream::Heartbeats,
+            Stream::Deploy,
+            Stream::Backup,
+            Stream::Secrets,
+        ];
+        let spec = ConsumerSpec::with_settings(CONSUMER, &streams, &self.consumer);
         let applier = events::Applier {
-            pool: self.pool.clone(),
-            outbox: outbox.clone(),
+            pool: pool.clone(),
+            outbox,
         };
-        tasks.spawn(
-            "consumers",
-            bus::run_consumers(
-                self.bus.js.clone(),
-                self.bus.namespace.clone(),
-                spec,
-                Arc::new(applier),
-                bus_metrics.clone(),
-                shutdown.clone(),
-            ),
-        );
-        let publisher = self.bus.publisher(Self::NAME, bus_metrics);
-        tasks.spawn(
-            "outbox",
-            bus::outbox::relay(self.pool.clone(), publisher, outbox, shutdown.clone()),
-        );
-        tasks.spawn(
-            "ledger",
-            events::prune_ledger(self.pool.clone(), shutdown.clone()),
-        );
-        tasks.run(shutdown, self.grace).await?;
-        self.pool.close().await;
-        Ok(())
+        running.consume("consumers", spec, Arc::new(applier));
+        running.spawn("ledger", events::prune_ledger(pool, shutdown));
+        running.until_stopped().await
     }
 }

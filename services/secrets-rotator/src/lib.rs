@@ -14,19 +14,12 @@ pub mod vault_policy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bus::{ConsumerSettings, ConsumerSpec, Stream};
 use serde::Deserialize;
+use service_core::Core;
 use service_kit::auth::AuthSettings;
-use service_kit::http::{Kit, service_router};
-use service_kit::metrics::Metrics;
-use service_kit::shutdown::Tasks;
-use service_kit::{
-    Authenticator, DatabaseSettings, HttpSettings, NatsSettings, Shutdown, VaultSettings,
-};
-use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use service_kit::{DatabaseSettings, HttpSettings, NatsSettings, Shutdown, VaultSettings};
 
 use crate::engine::{AckHandler, Rotator};
 use crate::policy::PolicySettings;
@@ -59,12 +52,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             http: HttpSettings::with_port(8085),
-            database: DatabaseSettings {
-                url: secrecy::SecretString::from(
-                    "postgres://postgres@127.0.0.1:5432/secrets_rotator",
-                ),
-                ..Default::default()
-            },
+            database: DatabaseSettings::local("secrets_rotator"),
             nats: NatsSettings::default(),
             auth: AuthSettings::default(),
             vault: VaultSettings::default(),
@@ -78,39 +66,28 @@ impl Default for Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Core(#[from] service_core::Error),
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
-    #[error("binding http")]
-    Bind(#[source] std::io::Error),
-    #[error(transparent)]
-    Database(#[from] service_kit::DatabaseError),
-    #[error(transparent)]
-    Bus(#[from] bus::BusError),
     #[error("recovering interrupted rotations")]
     Recover(#[from] engine::RotateError),
-    #[error(transparent)]
-    Task(#[from] service_kit::shutdown::TaskError),
     #[error("connecting to the Kubernetes API (kube.enabled is set)")]
     Kube(#[source] kube::Error),
 }
 
 pub struct Application {
-    http: TcpListener,
-    bus: bus::Connection,
-    auth: Authenticator,
+    core: Core,
     /// Built here, put to work (with the service's shutdown) in `run_until_stopped`.
     rotator: Rotator,
-    metrics: Metrics,
-    config: Config,
+    consumer: ConsumerSettings,
 }
 
 impl Application {
     pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .expect("bound listener has an address")
+        self.core.http_addr()
     }
 }
 
@@ -120,93 +97,62 @@ impl service_kit::Service for Application {
     type Error = Error;
 
     async fn build(config: Config) -> Result<Self, Error> {
-        let auth = Authenticator::new(config.auth.clone()).map_err(Error::Config)?;
         let policies = policy::parse_all(&config.policies)?;
         let vault = config
             .vault
             .client()
             .map_err(|e| Error::Config(e.to_string()))?;
-        let pool = config
-            .database
-            .migrated_pool(&sqlx::migrate!("./migrations"))
-            .await?;
-        let bus = bus::Connection::open(&config.nats, Self::NAME).await?;
+        let core = Core::open(
+            Self::NAME,
+            service_core::settings!(config),
+            &sqlx::migrate!("./migrations"),
+        )
+        .await?;
         let kube = if config.kube.enabled {
             Some(kube::Client::try_default().await.map_err(Error::Kube)?)
         } else {
             None
         };
-        let metrics = Metrics::new(Self::NAME);
         let rotator = Rotator {
-            pool,
+            pool: core.pool.clone(),
             kv: kv::Kv::new(Arc::new(vault), &config.vault.kv_mount),
             policies: policies
                 .into_iter()
                 .map(|p| (p.name.as_str().to_owned(), p))
                 .collect(),
-            outbox: Arc::new(Notify::new()),
+            outbox: core.outbox.clone(),
             http: reqwest::Client::new(),
             kube,
-            metrics: metrics::RotatorMetrics::new(&metrics),
+            metrics: metrics::RotatorMetrics::new(&core.metrics),
             // Replaced by the service's own in `run_until_stopped`.
             shutdown: Shutdown::new(),
         };
-        let http = config.http.bind().await.map_err(Error::Bind)?;
         Ok(Self {
-            http,
-            bus,
-            auth,
+            core,
             rotator,
-            metrics,
-            config,
+            consumer: config.consumer,
         })
     }
 
     async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), Error> {
-        tracing::info!(http = %self.http_addr(), policies = self.rotator.policies.len(), "secrets-rotator listening");
+        tracing::info!(
+            policies = self.rotator.policies.len(),
+            "rotation policies loaded"
+        );
         let rotator = Arc::new(Rotator {
             shutdown: shutdown.clone(),
             ..self.rotator
         });
-        let bus_metrics = bus::BusMetrics::new(&self.metrics);
-        let kit = Kit::new(
-            self.auth,
-            self.metrics,
-            rotator.pool.clone(),
-            self.bus.client.clone(),
+        let mut running = self.core.serve(
+            api::router(rotator.clone()),
+            api::public_router(),
+            &shutdown,
         );
-        let router = service_router(api::router(rotator.clone()), api::public_router(), kit);
-        let mut tasks = Tasks::new();
-        tasks.spawn(
-            "http",
-            service_kit::http::serve(self.http, router, shutdown.clone()),
-        );
-        let spec = ConsumerSpec::with_settings(CONSUMER, &[Stream::Secrets], &self.config.consumer);
-        tasks.spawn(
-            "acks",
-            bus::run_consumers(
-                self.bus.js.clone(),
-                self.bus.namespace.clone(),
-                spec,
-                Arc::new(AckHandler {
-                    pool: rotator.pool.clone(),
-                }),
-                bus_metrics.clone(),
-                shutdown.clone(),
-            ),
-        );
-        let publisher = self
-            .bus
-            .publisher(<Self as service_kit::Service>::NAME, bus_metrics);
-        tasks.spawn(
-            "outbox",
-            bus::outbox::relay(
-                rotator.pool.clone(),
-                publisher,
-                rotator.outbox.clone(),
-                shutdown.clone(),
-            ),
-        );
+        let acks = AckHandler {
+            pool: rotator.pool.clone(),
+        };
+        let spec = ConsumerSpec::with_settings(CONSUMER, &[Stream::Secrets], &self.consumer);
+        running.consume("acks", spec, Arc::new(acks));
         // Acknowledgements and the outbox run first: resuming a published rotation may wait for them.
         let recovered = rotator.recover().await?;
         if recovered > 0 {
@@ -215,14 +161,7 @@ impl service_kit::Service for Application {
                 "rotations interrupted by the last stop were finished or undone"
             );
         }
-        tasks.spawn("scheduler", rotator.clone().schedule());
-        tasks
-            .run(
-                shutdown,
-                Duration::from_secs(self.config.shutdown_grace_secs),
-            )
-            .await?;
-        rotator.pool.close().await;
-        Ok(())
+        running.spawn("scheduler", rotator.schedule());
+        Ok(running.until_stopped().await?)
     }
 }
