@@ -1,12 +1,16 @@
-//! Logs (JSON when not on a terminal) and traces (OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+//! Logs (JSON with trace ids when not on a terminal) and traces (exported over OTLP/HTTP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
 
 use std::io::IsTerminal;
 
 use opentelemetry::KeyValue;
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
@@ -39,37 +43,35 @@ pub fn resource(service: &'static str, version: &'static str) -> Resource {
 }
 
 /// Installs the global subscriber and the W3C trace-context propagator.
+///
+/// Spans always get trace ids (so logs carry them and the bus propagates them); they are exported
+/// over OTLP/HTTP only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 pub fn init(service: &'static str, version: &'static str) -> Telemetry {
     crate::install_crypto_provider();
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
-    let provider = std::env::var_os(OTLP_ENDPOINT_VAR).and_then(|_| {
+    let mut builder = SdkTracerProvider::builder().with_resource(resource(service, version));
+    if std::env::var_os(OTLP_ENDPOINT_VAR).is_some() {
         match opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .build()
         {
-            Ok(exporter) => Some(
-                SdkTracerProvider::builder()
-                    .with_resource(resource(service, version))
-                    .with_batch_exporter(exporter)
-                    .build(),
-            ),
-            Err(e) => {
-                eprintln!("{service}: OTLP export disabled: {e}");
-                None
-            }
+            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+            Err(e) => eprintln!("{service}: OTLP export disabled: {e}"),
         }
-    });
-    let otel = provider.as_ref().map(|p| {
-        opentelemetry::global::set_tracer_provider(p.clone());
-        tracing_opentelemetry::layer().with_tracer(p.tracer(service))
-    });
+    }
+    let provider = builder.build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
     tracing_subscriber::registry()
         .with(log_layer())
         .with(otel)
+        .with(TraceIds::default())
         .init();
-    Telemetry { provider }
+    Telemetry {
+        provider: Some(provider),
+    }
 }
 
 /// `json` or `pretty`; unset, logs are pretty on a terminal and JSON otherwise.
@@ -89,13 +91,158 @@ pub fn log_layer() -> Box<dyn Layer<Registry> + Send + Sync> {
             .with_filter(filter)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_writer(std::io::stderr)
-            .with_filter(filter)
-            .boxed()
+        json_layer(std::io::stderr).with_filter(filter).boxed()
+    }
+}
+
+/// One JSON object a line, starting with the `trace_id` and `span_id` of the span it was logged in, so
+/// Grafana links a Loki line to its trace in Jaeger.
+pub fn json_layer<S, W>(writer: W) -> impl Layer<S> + Send + Sync
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let json = tracing_subscriber::fmt::format()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false);
+    tracing_subscriber::fmt::layer()
+        .json()
+        .event_format(WithTraceIds(json))
+        .with_writer(writer)
+}
+
+/// Records each span's OpenTelemetry trace and span ids in the span itself, where the log format reads
+/// them. Goes after the OpenTelemetry layer, which gives the span its ids when the span is created.
+#[derive(Default)]
+pub struct TraceIds {
+    dispatch: std::sync::OnceLock<tracing::dispatcher::WeakDispatch>,
+}
+
+/// A span's ids as they are written in a log line.
+struct Ids {
+    trace_id: String,
+    span_id: String,
+}
+
+impl<S> Layer<S> for TraceIds
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_register_dispatch(&self, dispatch: &tracing::Dispatch) {
+        let _ = self.dispatch.set(dispatch.downgrade());
+    }
+
+    fn on_new_span(
+        &self,
+        _: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let Some(dispatch) = self.dispatch.get().and_then(|d| d.upgrade()) else {
+            return;
+        };
+        let Some(context) = tracing_opentelemetry::get_otel_context(id, &dispatch) else {
+            return;
+        };
+        let span = context.span();
+        let ids = span.span_context();
+        if let (true, Some(span)) = (ids.is_valid(), ctx.span(id)) {
+            span.extensions_mut().insert(Ids {
+                trace_id: ids.trace_id().to_string(),
+                span_id: ids.span_id().to_string(),
+            });
+        }
+    }
+}
+
+/// Wraps a JSON event format: the line it writes gets the current span's trace and span ids in front.
+struct WithTraceIds<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        let span = ctx.lookup_current();
+        let extensions = span.as_ref().map(|s| s.extensions());
+        match (
+            extensions.as_ref().and_then(|e| e.get::<Ids>()),
+            line.strip_prefix('{'),
+        ) {
+            (Some(ids), Some(rest)) => write!(
+                writer,
+                "{{\"trace_id\":\"{}\",\"span_id\":\"{}\",{rest}",
+                ids.trace_id, ids.span_id
+            ),
+            _ => writer.write_str(&line),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_the_trace_and_span_ids_of_their_span() {
+        let provider = SdkTracerProvider::builder().build();
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(json_layer(move || writer.clone()))
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(TraceIds::default());
+        let expected = tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside any span");
+            let span = tracing::info_span!("enrol", node = "orin-1");
+            let _entered = span.enter();
+            tracing::info!(step = "validated", "inside the span");
+            let context = span.context();
+            let ids = context.span().span_context().clone();
+            (ids.trace_id().to_string(), ids.span_id().to_string())
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let parsed: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+            .collect();
+        assert_eq!(parsed.len(), 2, "{text}");
+        assert!(
+            parsed[0].get("trace_id").is_none(),
+            "no span, no ids: {}",
+            parsed[0]
+        );
+        assert_eq!(parsed[1]["trace_id"], expected.0.as_str());
+        assert_eq!(parsed[1]["span_id"], expected.1.as_str());
+        assert_eq!(parsed[1]["step"], "validated");
+        assert_eq!(parsed[1]["span"]["name"], "enrol");
     }
 }

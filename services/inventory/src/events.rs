@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::domain::{GpuFacts, Health};
+use crate::metrics::{InventoryMetrics, Recovery};
 use crate::store::{self, Tx, event_name};
 
 /// Applies events to the database, each exactly once (the ledger), in one transaction with its effects.
@@ -19,6 +20,7 @@ pub struct Applier {
     pub pool: PgPool,
     /// Wakes the outbox relay once a change is committed.
     pub outbox: Arc<Notify>,
+    pub metrics: InventoryMetrics,
 }
 
 fn retry(e: sqlx::Error) -> HandleError {
@@ -39,15 +41,37 @@ impl Handler for Applier {
             tracing::debug!(event.id = %envelope.id, "already applied; skipping");
             return Ok(());
         }
-        match apply(&mut tx, &envelope).await {
-            Ok(()) => {}
+        let recovery = match apply(&mut tx, &envelope).await {
+            Ok(recovery) => recovery,
             Err(Failure::Reject(reason)) => return Err(HandleError::Reject(reason)),
             Err(Failure::Db(e)) => return Err(retry(e)),
-        }
+        };
         tx.commit().await.map_err(retry)?;
+        // Observed after the commit: an event applied once is counted once.
+        if let Some(recovery) = recovery {
+            self.metrics.observe(&recovery);
+        }
         self.outbox.notify_one();
+        if moves_health(&envelope.event)
+            && let Err(e) = self.metrics.refresh(&self.pool).await
+        {
+            tracing::warn!(error = %e, "refreshing the health gauges failed");
+        }
         Ok(())
     }
+}
+
+/// Events that can change a node's or a service's health: the gauges follow at once, not at the next tick.
+fn moves_health(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::NodeEnrolled(_)
+            | Event::NodeOffline(_)
+            | Event::NodeOnline(_)
+            | Event::DeployHealthy(_)
+            | Event::DeployDegraded(_)
+            | Event::DeployRolledBack(_)
+    )
 }
 
 enum Failure {
@@ -81,7 +105,9 @@ async fn heartbeat(
     Ok(())
 }
 
-async fn apply(tx: &mut Tx<'_>, envelope: &Envelope) -> Result<(), Failure> {
+/// Applies one event; returns the recovery it completes, if it brings a node or service back to healthy.
+async fn apply(tx: &mut Tx<'_>, envelope: &Envelope) -> Result<Option<Recovery>, Failure> {
+    let none = |()| None;
     match &envelope.event {
         Event::NodeEnrolled(e) => enrolled(tx, envelope, e).await,
         Event::NodeOffline(e) => liveness(tx, envelope, e, Health::Offline).await,
@@ -96,18 +122,18 @@ async fn apply(tx: &mut Tx<'_>, envelope: &Envelope) -> Result<(), Failure> {
         Event::DeployRolledBack(d) => {
             deployment(tx, envelope, d, "rolled_back", Some(Health::Degraded)).await
         }
-        Event::BackupRunStarted(r) => backup(tx, envelope, r, "started").await,
-        Event::BackupRunSucceeded(r) => backup(tx, envelope, r, "succeeded").await,
-        Event::BackupRunFailed(r) => backup(tx, envelope, r, "failed").await,
-        Event::BackupDrillPassed(d) => drill(tx, envelope, d, "passed").await,
-        Event::BackupDrillFailed(d) => drill(tx, envelope, d, "failed").await,
+        Event::BackupRunStarted(r) => backup(tx, envelope, r, "started").await.map(none),
+        Event::BackupRunSucceeded(r) => backup(tx, envelope, r, "succeeded").await.map(none),
+        Event::BackupRunFailed(r) => backup(tx, envelope, r, "failed").await.map(none),
+        Event::BackupDrillPassed(d) => drill(tx, envelope, d, "passed").await.map(none),
+        Event::BackupDrillFailed(d) => drill(tx, envelope, d, "failed").await.map(none),
         Event::SecretRotated(s) => {
             let detail = json!({ "version": s.version });
             store::record_activity(tx, envelope, "secret", &s.path, "rotated", detail).await?;
-            Ok(())
+            Ok(None)
         }
         Event::NodeHeartbeat(_) | Event::InventoryChanged(_) | Event::SecretAcknowledged(_) => {
-            Ok(())
+            Ok(None)
         }
     }
 }
@@ -116,7 +142,7 @@ async fn enrolled(
     tx: &mut Tx<'_>,
     envelope: &Envelope,
     e: &bus::NodeEnrolled,
-) -> Result<(), Failure> {
+) -> Result<Option<Recovery>, Failure> {
     let name = event_name("name", &e.name).map_err(Failure::Reject)?;
     // A node re-enrolled under a new name keeps its id; the old row goes.
     sqlx::query("DELETE FROM nodes WHERE id = $1 AND name <> $2")
@@ -143,7 +169,7 @@ async fn enrolled(
     .bind(&envelope.source)
     .fetch_one(&mut **tx)
     .await?;
-    store::record_health(
+    let recovered = store::record_health(
         tx,
         Entity::Node,
         e.node_id,
@@ -159,7 +185,7 @@ async fn enrolled(
         Change::Updated
     };
     store::record_change(tx, Entity::Node, e.node_id, name.as_str(), change).await?;
-    Ok(())
+    Ok(recovered.map(|after| Recovery::Node { after }))
 }
 
 async fn liveness(
@@ -167,7 +193,7 @@ async fn liveness(
     envelope: &Envelope,
     e: &bus::NodeLiveness,
     health: Health,
-) -> Result<(), Failure> {
+) -> Result<Option<Recovery>, Failure> {
     let found: Option<String> = sqlx::query_scalar(
         "UPDATE nodes SET health = $2, health_reason = $3, updated_at = now(),
                 last_seen = GREATEST(last_seen, $4)
@@ -185,7 +211,7 @@ async fn liveness(
             e.node_id, e.name
         )));
     };
-    store::record_health(
+    let recovered = store::record_health(
         tx,
         Entity::Node,
         e.node_id,
@@ -196,7 +222,7 @@ async fn liveness(
     )
     .await?;
     store::record_change(tx, Entity::Node, e.node_id, &name, Change::Updated).await?;
-    Ok(())
+    Ok(recovered.map(|after| Recovery::Node { after }))
 }
 
 async fn deployment(
@@ -205,7 +231,7 @@ async fn deployment(
     d: &bus::Deployment,
     status: &str,
     health: Option<Health>,
-) -> Result<(), Failure> {
+) -> Result<Option<Recovery>, Failure> {
     let app = event_name("app", &d.app).map_err(Failure::Reject)?;
     let namespace = event_name("namespace", &d.namespace).map_err(Failure::Reject)?;
     let reason = d
@@ -231,8 +257,9 @@ async fn deployment(
     .bind(&envelope.source)
     .fetch_one(&mut **tx)
     .await?;
+    let mut recovered = None;
     if let Some(health) = health.filter(|h| h.as_str() != previous) {
-        store::record_health(
+        recovered = store::record_health(
             tx,
             Entity::Service,
             id,
@@ -252,7 +279,11 @@ async fn deployment(
         Change::Updated
     };
     store::record_change(tx, Entity::Service, id, app.as_str(), change).await?;
-    Ok(())
+    Ok(recovered.map(|after| Recovery::Service {
+        namespace: namespace.as_str().to_owned(),
+        name: app.as_str().to_owned(),
+        after,
+    }))
 }
 
 async fn backup(

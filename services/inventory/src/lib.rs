@@ -5,10 +5,12 @@ pub mod domain;
 mod events;
 pub mod exports;
 mod grpc;
+pub mod metrics;
 pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bus::{ConsumerSettings, ConsumerSpec, Stream};
 use serde::Deserialize;
@@ -91,6 +93,7 @@ impl service_kit::Service for Application {
     async fn run_until_stopped(self, shutdown: Shutdown) -> Result<()> {
         let core = self.core;
         let (pool, outbox, auth) = (core.pool.clone(), core.outbox.clone(), core.auth.clone());
+        let inventory_metrics = metrics::InventoryMetrics::new(&core.metrics);
         let state = api::AppState {
             pool: pool.clone(),
             outbox: outbox.clone(),
@@ -116,8 +119,17 @@ impl service_kit::Service for Application {
         let applier = events::Applier {
             pool: pool.clone(),
             outbox,
+            metrics: inventory_metrics.clone(),
         };
         running.consume("consumers", spec, Arc::new(applier));
+        running.spawn(
+            "health-gauges",
+            inventory_metrics.refresh_every(
+                pool.clone(),
+                Duration::from_secs(10),
+                shutdown.clone(),
+            ),
+        );
         running.spawn("ledger", events::prune_ledger(pool, shutdown));
         running.until_stopped().await
     }

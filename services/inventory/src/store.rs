@@ -296,6 +296,8 @@ fn entity_str(entity: Entity) -> &'static str {
     }
 }
 
+/// Appends a health transition; returns how long the entity took to recover when this one brings it
+/// back to healthy.
 pub async fn record_health(
     tx: &mut Tx<'_>,
     entity: Entity,
@@ -304,7 +306,22 @@ pub async fn record_health(
     reason: Option<&str>,
     event_id: Option<Uuid>,
     at: DateTime<Utc>,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Option<std::time::Duration>> {
+    // Back to healthy: how long since the first unhealthy transition after the last healthy one.
+    let unhealthy_since: Option<DateTime<Utc>> = if health == Health::Healthy {
+        sqlx::query_scalar(
+            "SELECT min(observed_at) FROM health_history
+             WHERE entity = $1 AND entity_id = $2 AND health IN ('degraded', 'offline')
+               AND observed_at > COALESCE((SELECT max(observed_at) FROM health_history
+                   WHERE entity = $1 AND entity_id = $2 AND health = 'healthy'), '-infinity')",
+        )
+        .bind(entity_str(entity))
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?
+    } else {
+        None
+    };
     sqlx::query(
         "INSERT INTO health_history (entity, entity_id, health, reason, event_id, observed_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -316,8 +333,8 @@ pub async fn record_health(
     .bind(event_id)
     .bind(at)
     .execute(&mut **tx)
-    .await
-    .map(drop)
+    .await?;
+    Ok(unhealthy_since.and_then(|since| (at - since).to_std().ok()))
 }
 
 /// Queues `inventory.v1.changed` in the same transaction as the change; the relay publishes it after commit.

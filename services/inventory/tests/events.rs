@@ -186,6 +186,46 @@ async fn deploy_backup_and_secret_events_reach_the_summary() {
         (app.get_json("/v1/services/apps/shop").await["health"] == "degraded").then_some(())
     })
     .await;
+
+    // Back to healthy: the time since it degraded is the service's recovery (the recover-time SLO).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.publish(
+        "deployer",
+        Event::DeployHealthy(deployment("shop", "def456")),
+    )
+    .await;
+    let metrics = eventually("the recovery to be measured", WAIT, || async {
+        let text = app
+            .get("/metrics", &app.tokens.viewer)
+            .await
+            .text()
+            .await
+            .ok()?;
+        text.contains("homestation_inventory_service_recovery_seconds_count{")
+            .then_some(text)
+    })
+    .await;
+    let sample = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix) && l.contains("name=\"shop\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} sample for shop in:\n{metrics}"))
+    };
+    assert_eq!(
+        sample("homestation_inventory_service_recovery_seconds_count"),
+        1.0
+    );
+    let took = sample("homestation_inventory_service_recovery_seconds_sum");
+    assert!((0.3..5.0).contains(&took), "recovered after {took} s");
+    let healthy = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("homestation_inventory_services{") && l.contains("health=\"healthy\"")
+        })
+        .unwrap_or_else(|| panic!("no health gauge in:\n{metrics}"));
+    assert!(healthy.ends_with(" 1"), "{healthy}");
     app.stop().await;
 }
 

@@ -1,0 +1,172 @@
+//! Inventory's own metrics: how many nodes and services are in each health state, and how long each took
+//! to recover (the time from its first unhealthy transition to healthy again: the recover-time SLO).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use service_kit::Shutdown;
+use service_kit::metrics::Metrics;
+use sqlx::PgPool;
+
+use crate::domain::{Health, NodeKind};
+
+pub mod names {
+    pub const NODES: &str = "homestation_inventory_nodes";
+    pub const SERVICES: &str = "homestation_inventory_services";
+    pub const SERVICE_RECOVERY: &str = "homestation_inventory_service_recovery_seconds";
+    pub const NODE_RECOVERY: &str = "homestation_inventory_node_recovery_seconds";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct NodeLabels {
+    pub kind: &'static str,
+    pub health: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct HealthLabel {
+    pub health: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Recovery buckets around the 2-minute promise: seconds up to an hour.
+fn recovery_histogram() -> Histogram {
+    Histogram::new([1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0])
+}
+
+#[derive(Clone)]
+pub struct InventoryMetrics {
+    nodes: Family<NodeLabels, Gauge>,
+    services: Family<HealthLabel, Gauge>,
+    service_recovery: Family<ServiceLabels, Histogram>,
+    node_recovery: Histogram,
+}
+
+/// A recovery seen while applying an event, observed once its transaction commits.
+pub enum Recovery {
+    Service {
+        namespace: String,
+        name: String,
+        after: Duration,
+    },
+    Node {
+        after: Duration,
+    },
+}
+
+impl InventoryMetrics {
+    pub fn new(metrics: &Metrics) -> Self {
+        let this = Self {
+            nodes: Family::default(),
+            services: Family::default(),
+            service_recovery: Family::new_with_constructor(recovery_histogram),
+            node_recovery: recovery_histogram(),
+        };
+        metrics.register(
+            names::NODES,
+            "Nodes in inventory by kind and health",
+            this.nodes.clone(),
+        );
+        metrics.register(
+            names::SERVICES,
+            "Services in inventory by health",
+            this.services.clone(),
+        );
+        metrics.register(
+            names::SERVICE_RECOVERY,
+            "Time from a service's first unhealthy transition to healthy again",
+            this.service_recovery.clone(),
+        );
+        metrics.register(
+            names::NODE_RECOVERY,
+            "Time from a node's first unhealthy transition to healthy again",
+            this.node_recovery.clone(),
+        );
+        this
+    }
+
+    pub fn observe(&self, recovery: &Recovery) {
+        match recovery {
+            Recovery::Service {
+                namespace,
+                name,
+                after,
+            } => self
+                .service_recovery
+                .get_or_create(&ServiceLabels {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                })
+                .observe(after.as_secs_f64()),
+            Recovery::Node { after } => self.node_recovery.observe(after.as_secs_f64()),
+        }
+    }
+
+    /// Sets the health gauges from the database (every combination, zeros included, so a state that
+    /// empties shows 0 rather than vanishing).
+    pub async fn refresh(&self, pool: &PgPool) -> sqlx::Result<()> {
+        let nodes: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT kind, health, count(*) FROM nodes GROUP BY kind, health")
+                .fetch_all(pool)
+                .await?;
+        let services: Vec<(String, i64)> =
+            sqlx::query_as("SELECT health, count(*) FROM services GROUP BY health")
+                .fetch_all(pool)
+                .await?;
+        for kind in NodeKind::ALL {
+            for health in Health::ALL {
+                let count = nodes
+                    .iter()
+                    .find(|(k, h, _)| k == kind.as_str() && h == health.as_str())
+                    .map_or(0, |(_, _, n)| *n);
+                self.nodes
+                    .get_or_create(&NodeLabels {
+                        kind: kind.as_str(),
+                        health: health.as_str(),
+                    })
+                    .set(count);
+            }
+        }
+        for health in Health::ALL {
+            let count = services
+                .iter()
+                .find(|(h, _)| h == health.as_str())
+                .map_or(0, |(_, n)| *n);
+            self.services
+                .get_or_create(&HealthLabel {
+                    health: health.as_str(),
+                })
+                .set(count);
+        }
+        Ok(())
+    }
+
+    /// Keeps the health gauges current until shutdown.
+    pub async fn refresh_every(
+        self,
+        pool: PgPool,
+        every: Duration,
+        shutdown: Shutdown,
+    ) -> Result<(), std::convert::Infallible> {
+        let mut tick = tokio::time::interval(every);
+        while !shutdown.is_triggered() {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(e) = self.refresh(&pool).await {
+                        tracing::warn!(error = %e, "refreshing the health gauges failed; retrying");
+                    }
+                }
+                _ = shutdown.wait() => {}
+            }
+        }
+        Ok(())
+    }
+}
