@@ -126,6 +126,8 @@ tools() {
     command -v moto_server >/dev/null || die "moto_server is still not on PATH after pip install moto[server]"
   fi
   image_tools
+  # promtool (Debian's prometheus) checks and unit-tests the recording and alerting rules in dashboards/rules.
+  command -v promtool >/dev/null || apt_install prometheus
   if ! cargo nextest --version >/dev/null 2>&1; then
     say "installing cargo-nextest from crates.io"
     cargo install cargo-nextest --locked >&2

@@ -58,6 +58,10 @@ spec:
       path: /metrics
       interval: {{ .Values.serviceMonitor.interval }}
       scrapeTimeout: {{ .Values.serviceMonitor.scrapeTimeout }}
+      # job="homestation-<service>": what dashboards/rules and the dashboards select on.
+      relabelings:
+        - targetLabel: job
+          replacement: homestation-{{ include "homestation.fullname" . }}
 {{- end -}}
 {{- end -}}
 
