@@ -1,5 +1,6 @@
 //! Inventory's own metrics: how many nodes and services are in each health state, and how long each took
-//! to recover (the time from its first unhealthy transition to healthy again: the recover-time SLO).
+//! to recover (the time from its first unhealthy transition to healthy again: the recover-time SLO), and
+//! the edge fleet's GPU facts.
 
 use std::time::Duration;
 
@@ -11,13 +12,14 @@ use service_kit::Shutdown;
 use service_kit::metrics::Metrics;
 use sqlx::PgPool;
 
-use crate::domain::{Health, NodeKind};
+use crate::domain::{GpuFacts, Health, NodeKind};
 
 pub mod names {
     pub const NODES: &str = "homestation_inventory_nodes";
     pub const SERVICES: &str = "homestation_inventory_services";
     pub const SERVICE_RECOVERY: &str = "homestation_inventory_service_recovery_seconds";
     pub const NODE_RECOVERY: &str = "homestation_inventory_node_recovery_seconds";
+    pub const EDGE_NODE_INFO: &str = "homestation_inventory_edge_node_info";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -29,6 +31,18 @@ pub struct NodeLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct HealthLabel {
     pub health: &'static str,
+}
+
+/// An edge node's GPU facts as labels of a constant 1 (an info metric, one series per edge node).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct EdgeNodeLabels {
+    pub node: String,
+    pub health: String,
+    pub model: String,
+    pub jetpack: String,
+    pub cuda: String,
+    pub gpu: String,
+    pub memory_bytes: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -48,6 +62,7 @@ pub struct InventoryMetrics {
     services: Family<HealthLabel, Gauge>,
     service_recovery: Family<ServiceLabels, Histogram>,
     node_recovery: Histogram,
+    edge_nodes: Family<EdgeNodeLabels, Gauge>,
 }
 
 /// A recovery seen while applying an event, observed once its transaction commits.
@@ -69,6 +84,7 @@ impl InventoryMetrics {
             services: Family::default(),
             service_recovery: Family::new_with_constructor(recovery_histogram),
             node_recovery: recovery_histogram(),
+            edge_nodes: Family::default(),
         };
         metrics.register(
             names::NODES,
@@ -89,6 +105,11 @@ impl InventoryMetrics {
             names::NODE_RECOVERY,
             "Time from a node's first unhealthy transition to healthy again",
             this.node_recovery.clone(),
+        );
+        metrics.register(
+            names::EDGE_NODE_INFO,
+            "Edge nodes with their health and GPU facts (JetPack, CUDA, GPU) as labels",
+            this.edge_nodes.clone(),
         );
         this
     }
@@ -121,6 +142,32 @@ impl InventoryMetrics {
             sqlx::query_as("SELECT health, count(*) FROM services GROUP BY health")
                 .fetch_all(pool)
                 .await?;
+        let edge: Vec<(String, String, Option<sqlx::types::Json<GpuFacts>>)> =
+            sqlx::query_as("SELECT name, health, gpu FROM nodes WHERE kind = 'edge' ORDER BY name")
+                .fetch_all(pool)
+                .await?;
+        // Cleared and set again: a removed node's series goes with it.
+        self.edge_nodes.clear();
+        for (node, health, facts) in edge {
+            let facts = facts.map(|f| f.0);
+            let fact = |get: fn(&GpuFacts) -> Option<&String>| {
+                facts.as_ref().and_then(get).cloned().unwrap_or_default()
+            };
+            self.edge_nodes
+                .get_or_create(&EdgeNodeLabels {
+                    node,
+                    health,
+                    model: facts.as_ref().map(|f| f.model.clone()).unwrap_or_default(),
+                    jetpack: fact(|f| f.jetpack.as_ref()),
+                    cuda: fact(|f| f.cuda.as_ref()),
+                    gpu: fact(|f| f.gpu_name.as_ref()),
+                    memory_bytes: facts
+                        .as_ref()
+                        .map(|f| f.memory_bytes.to_string())
+                        .unwrap_or_default(),
+                })
+                .set(1);
+        }
         for kind in NodeKind::ALL {
             for health in Health::ALL {
                 let count = nodes
