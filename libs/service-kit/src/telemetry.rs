@@ -12,7 +12,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter}
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// The variable that switches OTLP export on, as the OpenTelemetry specification names it.
 pub const OTLP_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -64,10 +64,11 @@ pub fn init(service: &'static str, version: &'static str) -> Telemetry {
     let provider = builder.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
     let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
+    // TraceIds first: it notes a span's ids before the log layer writes the event.
     tracing_subscriber::registry()
+        .with(TraceIds::default())
         .with(log_layer())
         .with(otel)
-        .with(TraceIds::default())
         .init();
     Telemetry {
         provider: Some(provider),
@@ -78,7 +79,10 @@ pub fn init(service: &'static str, version: &'static str) -> Telemetry {
 pub const LOG_FORMAT_VAR: &str = "HOMESTATION_LOG_FORMAT";
 
 /// Human-readable logs on a terminal, JSON lines otherwise (for Loki), both filtered by `RUST_LOG`.
-pub fn log_layer() -> Box<dyn Layer<Registry> + Send + Sync> {
+pub fn log_layer<S>() -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let pretty = match std::env::var(LOG_FORMAT_VAR).as_deref() {
         Ok("pretty") => true,
@@ -113,8 +117,10 @@ where
         .with_writer(writer)
 }
 
-/// Records each span's OpenTelemetry trace and span ids in the span itself, where the log format reads
-/// them. Goes after the OpenTelemetry layer, which gives the span its ids when the span is created.
+/// Notes the OpenTelemetry trace and span ids of the span an event is logged in, in the span itself,
+/// where the JSON log format reads them. It must come before the log layer, and it asks at the first
+/// event rather than when the span is made: asking starts the span, after which a remote parent (an
+/// HTTP `traceparent`, a NATS header) can no longer be set.
 #[derive(Default)]
 pub struct TraceIds {
     dispatch: std::sync::OnceLock<tracing::dispatcher::WeakDispatch>,
@@ -134,21 +140,22 @@ where
         let _ = self.dispatch.set(dispatch.downgrade());
     }
 
-    fn on_new_span(
-        &self,
-        _: &tracing::span::Attributes<'_>,
-        id: &tracing::span::Id,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let Some(span) = ctx.event_span(event) else {
+            return;
+        };
+        if span.extensions().get::<Ids>().is_some() {
+            return;
+        }
         let Some(dispatch) = self.dispatch.get().and_then(|d| d.upgrade()) else {
             return;
         };
-        let Some(context) = tracing_opentelemetry::get_otel_context(id, &dispatch) else {
+        let Some(context) = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch) else {
             return;
         };
-        let span = context.span();
-        let ids = span.span_context();
-        if let (true, Some(span)) = (ids.is_valid(), ctx.span(id)) {
+        let otel_span = context.span();
+        let ids = otel_span.span_context();
+        if ids.is_valid() {
             span.extensions_mut().insert(Ids {
                 trace_id: ids.trace_id().to_string(),
                 span_id: ids.span_id().to_string(),
@@ -174,7 +181,7 @@ where
     ) -> std::fmt::Result {
         let mut line = String::new();
         self.0.format_event(ctx, Writer::new(&mut line), event)?;
-        let span = ctx.lookup_current();
+        let span = ctx.event_scope().and_then(|mut scope| scope.next());
         let extensions = span.as_ref().map(|s| s.extensions());
         match (
             extensions.as_ref().and_then(|e| e.get::<Ids>()),
@@ -211,18 +218,31 @@ mod tests {
         }
     }
 
+    const CALLERS_TRACE: opentelemetry::trace::TraceId =
+        opentelemetry::trace::TraceId::from_bytes(*b"a caller's trace");
+
     #[test]
     fn json_lines_carry_the_trace_and_span_ids_of_their_span() {
         let provider = SdkTracerProvider::builder().build();
         let lines = Lines::default();
         let writer = lines.clone();
         let subscriber = tracing_subscriber::registry()
+            .with(TraceIds::default())
             .with(json_layer(move || writer.clone()))
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
-            .with(TraceIds::default());
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
         let expected = tracing::subscriber::with_default(subscriber, || {
             tracing::info!("outside any span");
             let span = tracing::info_span!("enrol", node = "orin-1");
+            // A caller's trace, as an HTTP `traceparent` brings it: setting it must still work.
+            let remote = opentelemetry::trace::SpanContext::new(
+                CALLERS_TRACE,
+                opentelemetry::trace::SpanId::from_bytes(*b"caller's"),
+                opentelemetry::trace::TraceFlags::SAMPLED,
+                true,
+                Default::default(),
+            );
+            span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote))
+                .expect("the parent can still be set");
             let _entered = span.enter();
             tracing::info!(step = "validated", "inside the span");
             let context = span.context();
@@ -239,6 +259,11 @@ mod tests {
             parsed[0].get("trace_id").is_none(),
             "no span, no ids: {}",
             parsed[0]
+        );
+        assert_eq!(
+            expected.0,
+            CALLERS_TRACE.to_string(),
+            "the caller's trace goes on"
         );
         assert_eq!(parsed[1]["trace_id"], expected.0.as_str());
         assert_eq!(parsed[1]["span_id"], expected.1.as_str());
