@@ -108,6 +108,12 @@ pub async fn run_consumers<H: Handler>(
     metrics: BusMetrics,
     shutdown: Shutdown,
 ) -> crate::Result<()> {
+    // The consumer's histograms exist from the start, so its dashboards are not empty until an event comes.
+    let consumer = crate::metrics::ConsumerLabels {
+        consumer: spec.durable.clone(),
+    };
+    drop(metrics.handle_duration.get_or_create(&consumer));
+    drop(metrics.lag.get_or_create(&consumer));
     let runs = spec.streams.iter().map(|&stream| {
         let worker = Worker {
             js: js.clone(),

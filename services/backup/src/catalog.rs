@@ -238,6 +238,19 @@ pub async fn latest_succeeded(pool: &PgPool, policy: &str) -> sqlx::Result<Optio
     .await
 }
 
+/// When the policy's newest restore drill passed, if one ever did.
+pub async fn latest_passed_drill(
+    pool: &PgPool,
+    policy: &str,
+) -> sqlx::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    sqlx::query_scalar(
+        "SELECT max(COALESCE(finished_at, started_at)) FROM drills WHERE policy = $1 AND status = 'passed'",
+    )
+    .bind(policy)
+    .fetch_one(pool)
+    .await
+}
+
 pub async fn mark_verified(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
     sqlx::query("UPDATE backups SET verified_at = now() WHERE id = $1")
         .bind(id)

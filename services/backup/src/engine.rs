@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use service_kit::{ApiError, Shutdown};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::Notify;
+use tracing::Instrument;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -228,10 +229,14 @@ impl Engine {
     /// Sets the metrics from the catalog, so last-success times survive a restart.
     pub async fn load_metrics(&self) -> Result<()> {
         for name in self.policies.keys() {
+            self.metrics.known(name);
             if let Some(b) = catalog::latest_succeeded(&self.pool, name).await? {
                 let at = b.finished_at.unwrap_or(b.started_at);
                 self.metrics
                     .restore_last_success(name, at, b.plaintext_bytes.unwrap_or(0) as u64);
+            }
+            if let Some(at) = catalog::latest_passed_drill(&self.pool, name).await? {
+                self.metrics.restore_last_drill(name, at);
             }
         }
         Ok(())
@@ -286,10 +291,16 @@ impl Engine {
         };
         let engine = self.clone();
         let name = policy.to_owned();
-        tokio::spawn(async move {
-            engine.drive(&name, run, key, bytes).await;
-            engine.running.lock().expect("running lock").remove(&name);
-        });
+        // The run goes on after the request is answered, in the request's trace (or the scheduler's), so
+        // its events (`backup.v1.run.succeeded`, …) carry that trace to inventory.
+        let span = tracing::info_span!("backup.run", policy = %name, %run);
+        tokio::spawn(
+            async move {
+                engine.drive(&name, run, key, bytes).await;
+                engine.running.lock().expect("running lock").remove(&name);
+            }
+            .instrument(span),
+        );
         Ok(run)
     }
 

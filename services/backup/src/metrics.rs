@@ -90,6 +90,23 @@ impl BackupMetrics {
         this
     }
 
+    /// A policy's outcome counters at 0 from the start: `increase(…{outcome="failed"}[…])` then sees the
+    /// first failure (a series that appears at 1 has no increase), and dashboards show every policy.
+    pub fn known(&self, policy: &str) {
+        for outcome in ["succeeded", "failed"] {
+            drop(self.runs.get_or_create(&OutcomeLabel {
+                policy: policy.to_owned(),
+                outcome,
+            }));
+        }
+        for outcome in ["passed", "failed"] {
+            drop(self.drills.get_or_create(&OutcomeLabel {
+                policy: policy.to_owned(),
+                outcome,
+            }));
+        }
+    }
+
     pub fn succeeded(
         &self,
         policy: &str,
@@ -133,11 +150,16 @@ impl BackupMetrics {
             .inc();
     }
 
+    /// At start, from the catalog: the newest passed drill without counting one.
+    pub fn restore_last_drill(&self, policy: &str, at: chrono::DateTime<chrono::Utc>) {
+        self.drill_last_success
+            .get_or_create(&label(policy))
+            .set(at.timestamp() as f64);
+    }
+
     pub fn drilled(&self, policy: &str, passed: bool, at: chrono::DateTime<chrono::Utc>) {
         if passed {
-            self.drill_last_success
-                .get_or_create(&label(policy))
-                .set(at.timestamp() as f64);
+            self.restore_last_drill(policy, at);
         }
         self.drills
             .get_or_create(&OutcomeLabel {

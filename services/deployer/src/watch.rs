@@ -61,6 +61,10 @@ impl DeployMetrics {
             "Deployments, by how they ended",
             this.deployments.clone(),
         );
+        // At 0 from the start, so `increase()` sees the first degraded or rolled-back deployment.
+        for outcome in ["healthy", "degraded", "rolled_back"] {
+            drop(this.deployments.get_or_create(&OutcomeLabel { outcome }));
+        }
         this
     }
 }

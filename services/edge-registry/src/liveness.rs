@@ -121,6 +121,9 @@ impl FleetMetrics {
             "Time from a heartbeat's sending to its receipt",
             this.lag.clone(),
         );
+        for outcome in ["accepted", "unknown_node", "malformed"] {
+            drop(this.heartbeats.get_or_create(&OutcomeLabel { outcome }));
+        }
         this
     }
 

@@ -182,6 +182,16 @@ impl InventoryMetrics {
                     .set(count);
             }
         }
+        // Every known service has its recovery histogram from the start (count 0), so a dashboard lists it.
+        let known: Vec<(String, String)> = sqlx::query_as("SELECT namespace, name FROM services")
+            .fetch_all(pool)
+            .await?;
+        for (namespace, name) in known {
+            drop(
+                self.service_recovery
+                    .get_or_create(&ServiceLabels { namespace, name }),
+            );
+        }
         for health in Health::ALL {
             let count = services
                 .iter()

@@ -72,6 +72,8 @@ pub enum Error {
     Config(String),
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
+    #[error("reading the audit trail")]
+    Audit(#[source] sqlx::Error),
     #[error("recovering interrupted rotations")]
     Recover(#[from] engine::RotateError),
     #[error("connecting to the Kubernetes API (kube.enabled is set)")]
@@ -113,6 +115,12 @@ impl service_kit::Service for Application {
         } else {
             None
         };
+        let rotator_metrics = metrics::RotatorMetrics::new(&core.metrics);
+        let names: Vec<&str> = policies.iter().map(|p| p.name.as_str()).collect();
+        rotator_metrics
+            .load(&core.pool, &names)
+            .await
+            .map_err(Error::Audit)?;
         let rotator = Rotator {
             pool: core.pool.clone(),
             kv: kv::Kv::new(Arc::new(vault), &config.vault.kv_mount),
@@ -123,7 +131,7 @@ impl service_kit::Service for Application {
             outbox: core.outbox.clone(),
             http: reqwest::Client::new(),
             kube,
-            metrics: metrics::RotatorMetrics::new(&core.metrics),
+            metrics: rotator_metrics,
             // Replaced by the service's own in `run_until_stopped`.
             shutdown: Shutdown::new(),
         };

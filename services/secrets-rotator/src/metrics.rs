@@ -50,6 +50,31 @@ impl RotatorMetrics {
         this
     }
 
+    /// At start: each policy's outcome counters at 0 (so `increase()` sees the first failure) and its
+    /// last successful rotation from the audit trail (so a restart does not make every secret look unrotated).
+    pub async fn load(&self, pool: &sqlx::PgPool, policies: &[&str]) -> sqlx::Result<()> {
+        for policy in policies {
+            for outcome in ["done", "rolled_back", "failed"] {
+                drop(self.rotations.get_or_create(&OutcomeLabel {
+                    policy: (*policy).to_owned(),
+                    outcome: outcome.to_owned(),
+                }));
+            }
+        }
+        let last: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "SELECT policy, max(finished_at) FROM rotations
+             WHERE phase = 'done' AND finished_at IS NOT NULL GROUP BY policy",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (policy, at) in last {
+            self.last_success
+                .get_or_create(&PolicyLabel { policy })
+                .set(at.timestamp() as f64);
+        }
+        Ok(())
+    }
+
     pub fn rotated(&self, policy: &str, outcome: &str) {
         self.rotations
             .get_or_create(&OutcomeLabel {

@@ -1,0 +1,308 @@
+//! The whole control plane on this machine, as an operator runs it: the five service binaries and the
+//! edge agent, each with its own config file, against real PostgreSQL, nats-server, OpenBao and a moto S3
+//! server, every one exporting its spans over OTLP/HTTP to one receiver (oteltap, which prints each span
+//! it gets as a JSON line). Used by `tests/` here; nothing in it is a fake except the deployer's
+//! kubeconfig, which names a Kubernetes API that is not there (no cluster runs here; the deployer only
+//! needs one to exist on paper when it does not watch).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::Duration;
+
+use serde_json::Value;
+use testkit::{Binary, OpenBao, S3Server, TestEnv};
+
+/// The KV v2 path (mount `secret`) the secrets-rotator's one policy, `lab-api`, rotates.
+pub const ROTATED: &str = "apps/lab/api";
+
+/// The repository's root (this crate is one folder below it).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ is in the repository")
+        .to_path_buf()
+}
+
+/// Builds the workspace's binaries as `cargo nextest run --workspace` builds them (tests included, so
+/// features unify the same way and nothing is rebuilt), then returns where one of them is. A no-op of a
+/// second or two when the run that started this test has built them; never a stale binary.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(root())
+            .args([
+                "build",
+                "--quiet",
+                "--locked",
+                "--workspace",
+                "--bins",
+                "--tests",
+            ])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the service binaries failed");
+    });
+    let test_exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = test_exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir");
+    dir.join(name)
+}
+
+/// A free local port (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// oteltap: a real OTLP/HTTP receiver printing every span as one JSON line to `spans.ndjson`.
+pub struct Receiver {
+    pub endpoint: String,
+    out: PathBuf,
+    child: Child,
+}
+
+impl Receiver {
+    pub async fn start(dir: &Path) -> Self {
+        let program = root().join(".venv/bin/oteltap");
+        assert!(
+            program.exists(),
+            "{} is missing: `make setup` installs the Python tools (scripts/tools.sh)",
+            program.display()
+        );
+        let port = free_port();
+        let out = dir.join("spans.ndjson");
+        let child = Command::new(program)
+            .args(["--port", &port.to_string()])
+            .stdout(std::fs::File::create(&out).expect("spans file"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("oteltap starts");
+        testkit::eventually("oteltap to listen", Duration::from_secs(30), || async {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(drop)
+        })
+        .await;
+        Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            out,
+            child,
+        }
+    }
+
+    /// Every span received so far, as OTLP JSON (`traceId`, `spanId`, `parentSpanId`, `name`, `kind`, …).
+    pub fn spans(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("spanId").is_some())
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One running service binary, its log, and how to stop it.
+pub struct Service {
+    pub name: &'static str,
+    pub binary: Binary,
+    pub log: PathBuf,
+}
+
+impl Service {
+    /// SIGTERM, as Kubernetes stops a pod: the service drains and flushes its spans, then exits 0.
+    pub fn stop(&mut self) {
+        let pid = self.binary.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.binary.child.wait().expect("the service exits");
+        assert!(
+            status.success(),
+            "{} stopped with {status}; its log:\n{}",
+            self.name,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+}
+
+/// The control plane: inventory, edge-registry, backup, secrets-rotator and deployer running as binaries.
+pub struct Lab {
+    pub dir: PathBuf,
+    pub env: TestEnv,
+    pub admin: String,
+    pub bao: OpenBao,
+    pub s3: S3Server,
+    pub services: Vec<Service>,
+    pub client: reqwest::Client,
+    /// The folder the backup policy `lab-files` backs up.
+    pub data: PathBuf,
+}
+
+impl Lab {
+    /// Starts every service with `otlp` (an OTLP/HTTP endpoint) as its exporter when given.
+    pub async fn start(otlp: Option<&str>) -> Self {
+        let dir = std::env::temp_dir().join(format!("hs-e2e-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let env = TestEnv::new().await;
+        let (admin, admin_sha256) = testkit::token();
+        let bao = testkit::openbao().await;
+        bao.kv_put(
+            "homestation/k3s",
+            serde_json::json!({ "node-token": format!("K10{}::server:{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()) }),
+        )
+        .await;
+        bao.kv_put(
+            ROTATED,
+            serde_json::json!({ "token": format!("hs_{}", uuid::Uuid::new_v4().simple()) }),
+        )
+        .await;
+        let s3 = testkit::s3().await;
+        let client = testkit::http_client();
+        // moto creates a bucket on an unsigned PUT.
+        client
+            .put(format!("{}/lab-backups", s3.endpoint))
+            .send()
+            .await
+            .expect("bucket created");
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        std::fs::write(data.join("notes.txt"), "what the lab keeps\n").expect("a file to back up");
+        let key = dir.join("backup.key");
+        std::fs::write(&key, uuid::Uuid::new_v4().as_bytes().repeat(2))
+            .expect("a 32-byte key made here");
+
+        let common = |db: &str| {
+            format!(
+                "[database]\nurl = \"{db}\"\n[nats]\nurl = \"{nats}\"\nnamespace = \"{ns}\"\n\
+                 [[auth.service_tokens]]\nname = \"admin\"\nsha256 = \"{admin_sha256}\"\nrole = \"admin\"\n",
+                nats = testkit::nats_url(),
+                ns = env.namespace.as_str(),
+            )
+        };
+        let vault = format!(
+            "[vault]\naddress = \"{}\"\ntoken = \"{}\"\nkv_mount = \"secret\"\n",
+            bao.address, bao.root_token
+        );
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: none\n  cluster:\n    server: https://127.0.0.1:{}\n\
+                 contexts:\n- name: none\n  context:\n    cluster: none\n    user: none\ncurrent-context: none\n\
+                 users:\n- name: none\n  user: {{}}\n",
+                free_port()
+            ),
+        )
+        .expect("kubeconfig");
+        let configs: Vec<(&'static str, &'static str, String)> = vec![
+            (
+                "inventory",
+                "inventory",
+                format!(
+                    "[grpc]\nport = 0\n{}",
+                    common(&testkit::database().await.url)
+                ),
+            ),
+            (
+                "edge-registry",
+                "edge-registry",
+                format!("{}{vault}", common(&env.db.url)),
+            ),
+            (
+                "backup",
+                "backup",
+                format!(
+                    "bucket = \"lab-backups\"\nscratch_dir = \"{scratch}\"\n{common}\
+                     [s3]\nendpoint = \"{s3}\"\naccess_key_id = \"test-made-up\"\nsecret_access_key = \"test-made-up-too\"\n\
+                     [encryption]\nkey_file = \"{key}\"\n\
+                     [[policies]]\nname = \"lab-files\"\nretries = 0\n[policies.source]\nkind = \"folder\"\npath = \"{data}\"\n\
+                     [policies.drill]\nschedule = \"@weekly\"\nchecks = [{{ kind = \"files\", paths = [\"notes.txt\"] }}]\n",
+                    scratch = dir.join("scratch").display(),
+                    common = common(&testkit::database().await.url),
+                    s3 = s3.endpoint,
+                    key = key.display(),
+                    data = data.display(),
+                ),
+            ),
+            (
+                "secrets-rotator",
+                "secrets-rotator",
+                format!(
+                    "{}{vault}[[policies]]\nname = \"lab-api\"\nconsumers = []\n\
+                     [policies.target]\nkind = \"kv\"\npath = \"{ROTATED}\"\n\
+                     [policies.target.generator]\nkind = \"api_token\"\nprefix = \"hs_\"\nkey = \"token\"\n",
+                    common(&testkit::database().await.url)
+                ),
+            ),
+            (
+                "deployer",
+                "deployer",
+                format!("watch = false\n{}", common(&testkit::database().await.url)),
+            ),
+        ];
+        let mut services = Vec::new();
+        for (name, program, config) in configs {
+            let path = dir.join(format!("{name}.toml"));
+            std::fs::write(&path, config).expect("config file");
+            let log = dir.join(format!("{name}.log"));
+            let mut vars = vec![
+                ("KUBECONFIG", kubeconfig.to_str().expect("utf-8 path")),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ];
+            if let Some(endpoint) = otlp {
+                vars.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint));
+            }
+            let binary = Binary::start(
+                binary(program).to_str().expect("utf-8 path"),
+                name,
+                &path,
+                &log,
+                &vars,
+            );
+            services.push(Service { name, binary, log });
+        }
+        for service in &services {
+            service.binary.ready().await;
+        }
+        Self {
+            dir,
+            env,
+            admin,
+            bao,
+            s3,
+            services,
+            client,
+            data,
+        }
+    }
+
+    pub fn base(&self, name: &str) -> &str {
+        &self
+            .services
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no service {name}"))
+            .binary
+            .base
+    }
+
+    /// Stops every service with SIGTERM (spans flushed), checking each exits cleanly.
+    pub fn stop(&mut self) {
+        for service in &mut self.services {
+            service.stop();
+        }
+    }
+}
