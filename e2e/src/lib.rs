@@ -11,7 +11,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use serde_json::Value;
-use testkit::{Binary, OpenBao, S3Server, TestEnv};
+use testkit::{OpenBao, S3Server, TestEnv};
 
 /// The KV v2 path (mount `secret`) the secrets-rotator's one policy, `lab-api`, rotates.
 pub const ROTATED: &str = "apps/lab/api";
@@ -116,19 +116,143 @@ impl Drop for Receiver {
     }
 }
 
-/// One running service binary, its log, and how to stop it.
-pub struct Service {
-    pub name: &'static str,
-    pub binary: Binary,
+/// How a supervised process is started again: the same program, config, port and environment.
+#[derive(Clone)]
+pub struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
     pub log: PathBuf,
 }
 
-impl Service {
-    /// SIGTERM, as Kubernetes stops a pod: the service drains and flushes its spans, then exits 0.
-    pub fn stop(&mut self) {
-        let pid = self.binary.child.id().to_string();
+impl Launch {
+    fn spawn(&self) -> Child {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("the log file opens");
+        Command::new(&self.program)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} starts: {e}", self.program.display()))
+    }
+}
+
+struct Watched {
+    child: Child,
+    stopping: bool,
+    restarts: u32,
+}
+
+/// A process kept running the way a kubelet keeps a container with `restartPolicy: Always`: when it exits
+/// for any reason other than [`Supervisor::stop`], it is started again at once (the kubelet's first
+/// restart has no back-off). The exit is noticed within 10 ms (the watcher polls).
+pub struct Supervisor {
+    state: std::sync::Arc<std::sync::Mutex<Watched>>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Supervisor {
+    pub fn start(launch: Launch) -> Self {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(Watched {
+            child: launch.spawn(),
+            stopping: false,
+            restarts: 0,
+        }));
+        let watched = state.clone();
+        let watcher = std::thread::spawn(move || {
+            loop {
+                {
+                    let mut w = watched.lock().expect("supervisor lock");
+                    if let Ok(Some(_)) = w.child.try_wait() {
+                        if w.stopping {
+                            return;
+                        }
+                        w.child = launch.spawn();
+                        w.restarts += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Self {
+            state,
+            watcher: Some(watcher),
+        }
+    }
+
+    /// How many times the process was started again.
+    pub fn restarts(&self) -> u32 {
+        self.state.lock().expect("supervisor lock").restarts
+    }
+
+    /// SIGKILL: the process dies with nothing flushed or drained; the supervisor starts it again.
+    pub fn kill(&self) {
+        let mut w = self.state.lock().expect("supervisor lock");
+        let _ = w.child.kill();
+        let _ = w.child.wait();
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod, and no restart: the exit status once it has drained and exited.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = {
+            let mut w = self.state.lock().expect("supervisor lock");
+            w.stopping = true;
+            w.child.id().to_string()
+        };
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = self.binary.child.wait().expect("the service exits");
+        if let Some(watcher) = self.watcher.take() {
+            watcher.join().expect("the watcher ends");
+        }
+        self.state
+            .lock()
+            .expect("supervisor lock")
+            .child
+            .wait()
+            .expect("the exit status")
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if self.watcher.is_some() {
+            let mut w = self.state.lock().expect("supervisor lock");
+            w.stopping = true;
+            let _ = w.child.kill();
+            let _ = w.child.wait();
+        }
+    }
+}
+
+/// Polls `{base}/readyz` every 20 ms until it answers 200.
+pub async fn ready(client: &reqwest::Client, base: &str) {
+    testkit::eventually(
+        "the service to be ready",
+        Duration::from_secs(60),
+        || async {
+            let r = client.get(format!("{base}/readyz")).send().await.ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
+    .await;
+}
+
+/// One service binary of the lab under its supervisor, its HTTP address and its log.
+pub struct Service {
+    pub name: &'static str,
+    pub base: String,
+    pub log: PathBuf,
+    pub supervisor: Supervisor,
+}
+
+impl Service {
+    /// SIGTERM: the service drains and flushes its spans, then must exit 0.
+    pub fn stop(&mut self) {
+        let status = self.supervisor.stop();
         assert!(
             status.success(),
             "{} stopped with {status}; its log:\n{}",
@@ -152,8 +276,13 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Starts every service with `otlp` (an OTLP/HTTP endpoint) as its exporter when given.
+    /// Starts every service (built by [`binary`]) with `otlp` (an OTLP/HTTP endpoint) as its exporter when given.
     pub async fn start(otlp: Option<&str>) -> Self {
+        Self::start_with(otlp, binary).await
+    }
+
+    /// Starts every service, finding each program with `program_path` (benchmarks pass release binaries).
+    pub async fn start_with(otlp: Option<&str>, program_path: fn(&str) -> PathBuf) -> Self {
         let dir = std::env::temp_dir().join(format!("hs-e2e-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("scratch dir");
         let env = TestEnv::new().await;
@@ -258,24 +387,44 @@ impl Lab {
             let path = dir.join(format!("{name}.toml"));
             std::fs::write(&path, config).expect("config file");
             let log = dir.join(format!("{name}.log"));
-            let mut vars = vec![
-                ("KUBECONFIG", kubeconfig.to_str().expect("utf-8 path")),
-                ("AWS_EC2_METADATA_DISABLED", "true"),
+            let port = free_port();
+            let mut env = vec![
+                (
+                    "HOMESTATION_CONFIG_FILE".to_owned(),
+                    path.display().to_string(),
+                ),
+                (
+                    format!(
+                        "HOMESTATION_{}__HTTP__PORT",
+                        name.to_uppercase().replace('-', "_")
+                    ),
+                    port.to_string(),
+                ),
+                ("HOMESTATION_LOG_FORMAT".to_owned(), "json".to_owned()),
+                ("KUBECONFIG".to_owned(), kubeconfig.display().to_string()),
+                ("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned()),
             ];
             if let Some(endpoint) = otlp {
-                vars.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint));
+                env.push((
+                    "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+                    endpoint.to_owned(),
+                ));
             }
-            let binary = Binary::start(
-                binary(program).to_str().expect("utf-8 path"),
+            let launch = Launch {
+                program: program_path(program),
+                args: Vec::new(),
+                env,
+                log: log.clone(),
+            };
+            services.push(Service {
                 name,
-                &path,
-                &log,
-                &vars,
-            );
-            services.push(Service { name, binary, log });
+                base: format!("http://127.0.0.1:{port}"),
+                log,
+                supervisor: Supervisor::start(launch),
+            });
         }
         for service in &services {
-            service.binary.ready().await;
+            ready(&client, &service.base).await;
         }
         Self {
             dir,
@@ -295,7 +444,6 @@ impl Lab {
             .iter()
             .find(|s| s.name == name)
             .unwrap_or_else(|| panic!("no service {name}"))
-            .binary
             .base
     }
 

@@ -117,7 +117,7 @@ async fn scrape(lab: &Lab) -> BTreeSet<String> {
     for service in &lab.services {
         let text = lab
             .client
-            .get(format!("{}/metrics", service.binary.base))
+            .get(format!("{}/metrics", service.base))
             .send()
             .await
             .unwrap()
