@@ -73,7 +73,7 @@ typecheck: ## Type-check every crate and test, the Python tools (mypy --strict) 
 build: ## Build release binaries of every crate (the services, homestation, homestation-edge-agent)
 	cargo build --workspace --release --locked
 
-bench: bench-edge bench-backup bench-deploy ## Run every benchmark (release build); results go to bench/results/
+bench: bench-edge bench-backup bench-deploy bench-recover ## Run every benchmark (release build); results go to bench/results/
 
 bench-edge: services ## 10,000 edge nodes heartbeating into edge-registry beside a bare subscriber
 	cargo run --release --locked -p homestation-bench --bin edge-heartbeats
@@ -81,6 +81,10 @@ bench-edge: services ## 10,000 edge nodes heartbeating into edge-registry beside
 bench-backup: setup ## 1 GiB dump to S3: HomeStation's pipeline vs restic --stdin vs a plain upload
 	@command -v restic >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq restic; } || { echo "install restic (apt-get install restic)"; exit 1; }
 	cargo run --release --locked -p homestation-bench --bin backup-throughput
+
+bench-recover: setup ## Time from SIGKILL to a green /readyz for each service under a supervisor, beside a bare axum server
+	cargo build --release --locked --workspace --bins
+	cargo run --release --locked -p homestation-bench --bin recover-time
 
 bench-deploy: services ## Webhook → Argo CD sync operation with 100 Applications, beside the bare patch
 	cargo run --release --locked -p homestation-bench --bin deploy-webhook

@@ -259,7 +259,7 @@ def render(uid: str, title: str, panels: list[Panel]) -> dict[str, Any]:
     templating: list[dict[str, Any]] = []
     if uid == "homestation-tracing":
         templating = [
-            {"name": "service", "type": "custom", "query": ",".join([*SERVICES, "homestation-edge-agent"]), "current": {}},
+            {"name": "service", "type": "custom", "query": ",".join([*SERVICES, "edge-agent"]), "current": {}},
             {"name": "trace_id", "type": "textbox", "query": ""},
         ]
     return {

@@ -1,0 +1,15 @@
+//! The recover-time baseline: an axum server whose `/readyz` answers 200 as soon as it listens, on
+//! `127.0.0.1:$PORT`. What a service cannot beat; its own start (config, migrations, NATS, streams) is the gap.
+
+#[tokio::main]
+async fn main() {
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .expect("PORT is a port number");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the port is free");
+    let app = axum::Router::new().route("/readyz", axum::routing::get(|| async { "ok" }));
+    axum::serve(listener, app).await.expect("serving");
+}
