@@ -11,6 +11,7 @@ BAO_PORT="${HOMESTATION_DEV_BAO_PORT:-8200}"
 BACKUP_PORT="${HOMESTATION_DEV_BACKUP_PORT:-8083}"
 S3_PORT="${HOMESTATION_DEV_S3_PORT:-8084}"
 SECRETS_PORT="${HOMESTATION_DEV_SECRETS_PORT:-8085}"
+OTLP_PORT="${HOMESTATION_DEV_OTLP_PORT:-4318}"
 DATABASE="${HOMESTATION_DEV_DATABASE:-homestation}"
 EDGE_DATABASE="${HOMESTATION_DEV_EDGE_DATABASE:-edge_registry}"
 cd "$ROOT"
@@ -19,6 +20,7 @@ mkdir -p "$STATE"
 before=$(bash scripts/services.sh started)
 bash scripts/services.sh up
 bash scripts/services.sh tools
+scripts/tools.sh run true   # the Python tools (.venv), oteltap among them
 
 pids=()
 cleanup() {
@@ -52,6 +54,13 @@ export HOMESTATION_INVENTORY__HTTP__PORT="$HTTP_PORT"
 export HOMESTATION_INVENTORY__GRPC__PORT="$GRPC_PORT"
 export HOMESTATION_INVENTORY__AUTH__SERVICE_TOKENS="[{name=\"dev-admin\",sha256=\"$token_sha\",role=\"admin\"}]"
 export RUST_LOG="${RUST_LOG:-info}"
+
+# Traces: every service exports its spans over OTLP/HTTP to oteltap, which writes one span a line.
+: > "$STATE/traces.ndjson"
+"$ROOT/.venv/bin/oteltap" --port "$OTLP_PORT" >> "$STATE/traces.ndjson" 2> "$STATE/oteltap.log" &
+pids+=($!)
+for _ in $(seq 1 100); do (echo > "/dev/tcp/127.0.0.1/$OTLP_PORT") 2>/dev/null && break; sleep 0.1; done
+export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_PORT"
 # Logs go through tee, so tell the service whether a person is watching.
 if [ -t 2 ]; then export HOMESTATION_LOG_FORMAT="${HOMESTATION_LOG_FORMAT:-pretty}"; fi
 
@@ -176,6 +185,8 @@ HomeStation is running:
   health           http://127.0.0.1:$HTTP_PORT/healthz  /readyz  /metrics
   PostgreSQL       postgres://postgres@127.0.0.1:5432/$DATABASE
   NATS JetStream   nats://127.0.0.1:4222
+  traces           OTLP/HTTP http://127.0.0.1:$OTLP_PORT (oteltap) → .dev/traces.ndjson, one span a line;
+                   the recent traces: scripts/tools.sh trace    one as a tree across services: scripts/tools.sh trace <trace_id>
   logs             .dev/inventory.log, .dev/edge-registry.log, .dev/backup.log, .dev/secrets-rotator.log, .dev/openbao.log
 
 In another shell:

@@ -12,6 +12,7 @@
 #        scripts/tools.sh changed-charts FILES… the charts those files belong to (a pre-commit hook)
 #        scripts/tools.sh infra-test            tsc --noEmit and the Pulumi stacks' unit tests (mocha)
 #        scripts/tools.sh nx ARGS…              Nx (projects from tools/nx-plugin; no daemon, no cloud)
+#        scripts/tools.sh trace [TRACE_ID]      the traces make dev received (.dev/traces.ndjson), or one as a tree
 #        scripts/tools.sh run CMD…              any command with the tools on PATH
 set -euo pipefail
 
@@ -89,11 +90,12 @@ case "$command" in
     args=(); for c in $charts; do if [ "$c" = homestation-lib ]; then args=(); break; fi; args+=(--chart "$c"); done
     if [ -z "$charts" ]; then args=(); fi
     exec python tools/chartcheck/chartcheck.py --no-checkov "${args[@]}" ;;
+  trace) exec python tools/observability/traces.py "$@" ;;
   infra-test)
     # The Pulumi stacks: type-checked, then unit-tested with Pulumi's mocks (no cloud is called).
     cd infra/pulumi && npx --no-install tsc --noEmit && exec npx --no-install mocha ;;
   infra-typecheck) cd infra/pulumi && exec npx --no-install tsc --noEmit ;;
   nx) NX_DAEMON=false NX_NO_CLOUD=true exec npx --no-install nx "$@" ;;
   run) exec "$@" ;;
-  *) die "unknown command $command (charts-check, tree, test, lint, typecheck, changed-charts, infra-test, infra-typecheck, nx, run)" ;;
+  *) die "unknown command $command (charts-check, tree, test, lint, typecheck, changed-charts, infra-test, infra-typecheck, nx, trace, run)" ;;
 esac
