@@ -109,6 +109,20 @@ impl Receiver {
     }
 }
 
+impl Receiver {
+    /// Every metric received so far, as OTLP JSON (`name`, then `gauge`, `sum` or `histogram` with its points).
+    pub fn metrics(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| {
+                v.get("gauge").is_some() || v.get("sum").is_some() || v.get("histogram").is_some()
+            })
+            .collect()
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -348,7 +362,11 @@ impl Lab {
             (
                 "edge-registry",
                 "edge-registry",
-                format!("{}{vault}", common(&env.db.url)),
+                // Heartbeats every second, so an agent's readings show within a test.
+                format!(
+                    "{}{vault}[liveness]\nheartbeat_interval_secs = 1\n",
+                    common(&env.db.url)
+                ),
             ),
             (
                 "backup",

@@ -198,6 +198,39 @@ async fn the_lab_at_work_traces_each_operation_across_services_and_feeds_every_d
     })
     .await;
 
+    // The enrolled agent's heartbeats: over NATS to edge-registry, and its readings over OTLP (for InfluxDB).
+    let mut heartbeating = tokio::process::Command::new(e2e::binary("homestation-edge-agent"))
+        .args(["--registry", lab.base("edge-registry")])
+        .arg("--state-dir")
+        .arg(lab.dir.join("agent-state"))
+        .arg("--recorded")
+        .arg(&fixtures)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint)
+        .env("HOMESTATION_LOG_FORMAT", "json")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the agent starts");
+    testkit::eventually("the agent's readings over OTLP", WAIT, || async {
+        let names: BTreeSet<String> = receiver
+            .metrics()
+            .iter()
+            .filter_map(|m| m["name"].as_str().map(str::to_owned))
+            .collect();
+        names
+            .contains(edge_agent::readings::names::GPU_UTILIZATION)
+            .then_some(())
+    })
+    .await;
+    let pid = heartbeating.id().expect("running").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(
+        heartbeating.wait().await.unwrap().success(),
+        "the agent stops cleanly on SIGTERM"
+    );
+
     // An operator records a service by hand.
     let made = client
         .post(format!("{inventory}/v1/services"))

@@ -2,6 +2,7 @@
 
 pub mod facts;
 pub mod probe;
+pub mod readings;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -386,7 +387,12 @@ pub fn heartbeat(node_id: Uuid, probe: &dyn Probe) -> NodeHeartbeat {
 }
 
 /// Sends a heartbeat every interval until shutdown; NATS being away only delays them (the client reconnects).
-pub async fn send_heartbeats(state: &State, probe: &dyn Probe, shutdown: Shutdown) -> Result<()> {
+pub async fn send_heartbeats(
+    state: &State,
+    probe: &dyn Probe,
+    readings: &readings::Readings,
+    shutdown: Shutdown,
+) -> Result<()> {
     let nats_error = |reason: String| Error::Nats {
         url: state.nats_url.clone(),
         reason,
@@ -407,6 +413,7 @@ pub async fn send_heartbeats(state: &State, probe: &dyn Probe, shutdown: Shutdow
             _ = ticker.tick() => {}
         }
         let beat = heartbeat(state.node_id, probe);
+        readings.record(&beat);
         if let Err(e) = publisher.publish(Event::NodeHeartbeat(beat)).await {
             tracing::warn!(error = %e, "heartbeat not sent; next one in an interval");
         }

@@ -103,5 +103,15 @@ async fn run(args: Args) -> edge_agent::Result<()> {
         return Ok(());
     }
     tracing::info!(node = %state.name, every = state.heartbeat_interval_secs, "sending heartbeats");
-    edge_agent::send_heartbeats(&state, probe.as_ref(), Shutdown::on_signals()).await
+    let readings = edge_agent::readings::Readings::from_env(
+        "edge-agent",
+        env!("CARGO_PKG_VERSION"),
+        &state.name,
+        Duration::from_secs(state.heartbeat_interval_secs.max(1)),
+    );
+    let sent =
+        edge_agent::send_heartbeats(&state, probe.as_ref(), &readings, Shutdown::on_signals())
+            .await;
+    readings.shutdown();
+    sent
 }
