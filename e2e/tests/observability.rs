@@ -42,40 +42,63 @@ fn describe(spans: &[&Value]) -> String {
         .join("\n")
 }
 
-/// The one span of `trace` of `kind` whose name contains `name`.
-fn find<'a>(trace: &[&'a Value], kind_wanted: i64, name: &str) -> &'a Value {
-    let found: Vec<_> = trace
+/// The spans of `trace` of `kind` whose name contains `name`.
+fn all<'a>(trace: &[&'a Value], kind_wanted: i64, name: &str) -> Vec<&'a Value> {
+    trace
         .iter()
+        .copied()
         .filter(|s| kind(s) == kind_wanted && s["name"].as_str().is_some_and(|n| n.contains(name)))
-        .collect();
-    assert!(
-        !found.is_empty(),
-        "no span of kind {kind_wanted} named like {name:?} in the trace:\n{}",
-        describe(trace)
-    );
-    found[0]
+        .collect()
 }
 
-/// Each consumer span of `subject` in `trace` continues a producer span of the same trace, in inventory.
+/// The first span of `trace` of `kind` whose name contains `name`.
+fn find<'a>(trace: &[&'a Value], kind_wanted: i64, name: &str) -> &'a Value {
+    all(trace, kind_wanted, name)
+        .first()
+        .copied()
+        .unwrap_or_else(|| {
+            panic!(
+                "no span of kind {kind_wanted} named like {name:?} in the trace:\n{}",
+                describe(trace)
+            )
+        })
+}
+
+/// Inventory's consumer span of `subject` in `trace` continues the producer span of the same trace.
 fn assert_nats_hop(trace: &[&Value], subject: &str) {
     let producer = find(trace, PRODUCER, subject);
-    let consumers: Vec<_> = trace
-        .iter()
-        .filter(|s| kind(s) == CONSUMER && s["name"].as_str().is_some_and(|n| n.contains(subject)))
-        .collect();
-    assert!(
-        !consumers.is_empty(),
-        "no consumer of {subject}:\n{}",
-        describe(trace)
-    );
-    let in_inventory = consumers
-        .iter()
+    let in_inventory = all(trace, CONSUMER, subject)
+        .into_iter()
         .find(|c| attribute(c, "messaging.consumer.group.name") == Some("inventory"))
         .unwrap_or_else(|| panic!("inventory did not consume {subject}:\n{}", describe(trace)));
     assert_eq!(
         in_inventory["parentSpanId"], producer["spanId"],
         "inventory's handling of {subject} continues the publisher's span"
     );
+}
+
+/// The trace an operator's tool started (`trace` = its trace id and span id): the service's `route` span
+/// continues it, and each of `subjects` crosses NATS to inventory within it.
+fn assert_operator_trace(
+    spans: &[Value],
+    trace: (&String, &String),
+    route: &str,
+    subjects: &[&str],
+) {
+    let (trace_id, parent) = trace;
+    let members: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["traceId"] == trace_id.as_str())
+        .collect();
+    let server = find(&members, SERVER, route);
+    assert_eq!(
+        server["parentSpanId"],
+        parent.as_str(),
+        "{route} continued the operator's trace"
+    );
+    for subject in subjects {
+        assert_nats_hop(&members, subject);
+    }
 }
 
 /// The metric names a dashboard or rule file mentions (`homestation_…`; recorded series use `:`).
@@ -364,31 +387,19 @@ async fn the_lab_at_work_traces_each_operation_across_services_and_feeds_every_d
     );
     assert_nats_hop(&trace, "edge.v1.node.enrolled");
 
-    // The backup: operator → backup → NATS → inventory, the operator's trace id throughout.
-    let trace: Vec<&Value> = spans
-        .iter()
-        .filter(|s| s["traceId"] == backup_trace.as_str())
-        .collect();
-    let server = find(&trace, SERVER, "POST /v1/policies/{policy}/runs");
-    assert_eq!(
-        server["parentSpanId"],
-        backup_parent.as_str(),
-        "the backup service continued the operator's trace"
+    // The backup and the rotation: operator → service → NATS → inventory, the operator's trace throughout.
+    let (backup, rotation) = (
+        (&backup_trace, &backup_parent),
+        (&rotation_trace, &rotation_parent),
     );
-    assert_nats_hop(&trace, "backup.v1.run.started");
-    assert_nats_hop(&trace, "backup.v1.run.succeeded");
-
-    // The rotation: operator → secrets-rotator → NATS → inventory.
-    let trace: Vec<&Value> = spans
-        .iter()
-        .filter(|s| s["traceId"] == rotation_trace.as_str())
-        .collect();
-    let server = find(&trace, SERVER, "POST /v1/rotations");
-    assert_eq!(
-        server["parentSpanId"],
-        rotation_parent.as_str(),
-        "the rotator continued the operator's trace"
+    let backup_route = "POST /v1/policies/{policy}/runs";
+    let backup_events = ["backup.v1.run.started", "backup.v1.run.succeeded"];
+    assert_operator_trace(&spans, backup, backup_route, &backup_events);
+    assert_operator_trace(
+        &spans,
+        rotation,
+        "POST /v1/rotations",
+        &["secrets.v1.rotated"],
     );
-    assert_nats_hop(&trace, "secrets.v1.rotated");
     let _ = std::fs::remove_dir_all(&tap_dir);
 }
