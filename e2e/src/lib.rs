@@ -31,7 +31,27 @@ pub fn binary(name: &str) -> PathBuf {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        // What cargo set for this test process (its package's manifest dir, name, …) must not reach the
+        // nested build: build scripts watch some of them (ring's reruns on CARGO_MANIFEST_DIR), and a
+        // changed value would rebuild half the tree, here and again in the next outer build.
+        let package_vars = std::env::vars().map(|(k, _)| k).filter(|k| {
+            k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_BIN_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                ]
+                .contains(&k.as_str())
+        });
+        let mut command = Command::new(cargo);
+        for var in package_vars {
+            command.env_remove(var);
+        }
+        let status = command
             .current_dir(root())
             .args([
                 "build",
