@@ -1,9 +1,11 @@
-//! The whole control plane on this machine, as an operator runs it: the five service binaries and the
-//! edge agent, each with its own config file, against real PostgreSQL, nats-server, OpenBao and a moto S3
-//! server, every one exporting its spans over OTLP/HTTP to one receiver (oteltap, which prints each span
-//! it gets as a JSON line). Used by `tests/` here; nothing in it is a fake except the deployer's
+//! The whole control plane on this machine, as an operator runs it: the five service binaries, each
+//! with its own config file and under a [`Supervisor`] (started again when it dies, as a kubelet would),
+//! against real PostgreSQL, nats-server, OpenBao and a moto S3 server; optionally every one exporting its
+//! spans over OTLP/HTTP to one [`Receiver`] (oteltap, which prints each span and metric it gets as a JSON
+//! line). Tests run the edge agent binary against it. Nothing here is a fake except the deployer's
 //! kubeconfig, which names a Kubernetes API that is not there (no cluster runs here; the deployer only
-//! needs one to exist on paper when it does not watch).
+//! needs one on paper when it does not watch). A lab's scratch folder (configs, logs, data) is removed
+//! when it is dropped, and kept, with its path printed, when a test fails.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -312,6 +314,19 @@ pub struct Lab {
     pub client: reqwest::Client,
     /// The folder the backup policy `lab-files` backs up.
     pub data: PathBuf,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "the lab's configs and logs are kept in {}",
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 impl Lab {
