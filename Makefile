@@ -8,7 +8,7 @@ export AWS_EC2_METADATA_DISABLED := true
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: ## Install what building and testing need (cargo-nextest, OpenBao, moto, the Python/Node tools, the pre-commit hooks; PostgreSQL and nats-server when missing)
+setup: ## Install what building and testing need (cargo-nextest, OpenBao, moto, promtool, the Python/Node tools, the pre-commit hooks; PostgreSQL and nats-server when missing)
 	@scripts/services.sh tools
 	@scripts/services.sh up
 	@if git rev-parse --git-dir >/dev/null 2>&1; then scripts/tools.sh run pre-commit install --install-hooks >/dev/null; fi
@@ -19,10 +19,10 @@ services: ## Start PostgreSQL and nats-server with JetStream if they are not run
 services-down: ## Stop the servers `make services` started (not ones already running)
 	@scripts/services.sh down
 
-dev: ## Run the control plane (inventory, edge-registry, backup, secrets-rotator) against local servers; Ctrl-C stops all it started
+dev: ## Run the control plane (inventory, edge-registry, backup, secrets-rotator) against local servers, traces to an OTLP receiver; Ctrl-C stops all it started
 	@scripts/dev.sh
 
-test: setup charts-check ## Run every test: charts-check, the Rust tests against real servers, the tools' tests (make app included), the Pulumi stacks' tests
+test: setup charts-check ## Run every test: charts-check, the Rust tests against real servers (the end-to-end lab included), the tools' tests (make app, promtool rules, dashboards), the Pulumi stacks' tests
 	cargo nextest run --workspace --no-fail-fast
 	scripts/tools.sh test
 	scripts/tools.sh infra-test
