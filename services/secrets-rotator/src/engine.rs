@@ -571,10 +571,19 @@ impl Rotator {
     /// At start: every rotation a dead process left unfinished is finished or undone. Before consumers were
     /// told (`started`, `written`), whatever reached Vault is undone; after (`published`), the rotation is
     /// verified and kept, or rolled back.
-    pub async fn recover(&self) -> Result<usize, RotateError> {
+    ///
+    /// Only rotations started before `before` (the database's clock when this process began serving) are
+    /// taken: one an operator started through this process's API in its first moments is not interrupted,
+    /// it is running, and resuming it too would write over it.
+    pub async fn recover(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, RotateError> {
         let unfinished: Vec<Rotation> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM rotations WHERE phase IN ('started', 'written', 'published') ORDER BY started_at"
+            "SELECT {COLUMNS} FROM rotations
+             WHERE phase IN ('started', 'written', 'published') AND started_at < $1 ORDER BY started_at"
         )))
+        .bind(before)
         .fetch_all(&self.pool)
         .await?;
         for r in &unfinished {

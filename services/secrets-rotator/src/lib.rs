@@ -151,6 +151,11 @@ impl service_kit::Service for Application {
             shutdown: shutdown.clone(),
             ..self.rotator
         });
+        // What is unfinished before the API opens was interrupted; what starts after is this process's own.
+        let serving_from: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+            .fetch_one(&rotator.pool)
+            .await
+            .map_err(Error::Audit)?;
         let mut running = self.core.serve(
             api::router(rotator.clone()),
             api::public_router(),
@@ -162,7 +167,7 @@ impl service_kit::Service for Application {
         let spec = ConsumerSpec::with_settings(CONSUMER, &[Stream::Secrets], &self.consumer);
         running.consume("acks", spec, Arc::new(acks));
         // Acknowledgements and the outbox run first: resuming a published rotation may wait for them.
-        let recovered = rotator.recover().await?;
+        let recovered = rotator.recover(serving_from).await?;
         if recovered > 0 {
             tracing::warn!(
                 recovered,
