@@ -264,7 +264,12 @@ async fn a_rotation_that_died_after_writing_but_before_telling_anyone_is_undone_
             trail
                 .as_array()?
                 .iter()
-                .find(|r| r["phase"] != "written")
+                // Finished, not merely past `written`: undoing passes through `published` (the
+                // restored version is announced) before it ends `rolled_back`.
+                .find(|r| {
+                    ["done", "rolled_back", "failed"]
+                        .contains(&r["phase"].as_str().unwrap_or_default())
+                })
                 .cloned()
         },
     )
