@@ -13,6 +13,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use serde_json::Value;
+pub use testkit::free_port;
 use testkit::{OpenBao, S3Server, TestEnv};
 
 /// The KV v2 path (mount `secret`) the secrets-rotator's one policy, `lab-api`, rotates.
@@ -74,14 +75,6 @@ pub fn binary(name: &str) -> PathBuf {
         .and_then(Path::parent)
         .expect("target dir");
     dir.join(name)
-}
-
-/// A free local port (bound, read, released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// oteltap: a real OTLP/HTTP receiver printing every span as one JSON line to `spans.ndjson`.
@@ -503,6 +496,13 @@ impl Lab {
             .find(|s| s.name == name)
             .unwrap_or_else(|| panic!("no service {name}"))
             .base
+    }
+
+    /// A POST to `path` of `service` as the lab's admin.
+    pub fn post(&self, service: &str, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{path}", self.base(service)))
+            .bearer_auth(&self.admin)
     }
 
     /// Stops every service with SIGTERM (spans flushed), checking each exits cleanly.

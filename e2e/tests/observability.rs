@@ -173,9 +173,8 @@ async fn the_lab_at_work_traces_each_operation_across_services_and_feeds_every_d
     let inventory = lab.base("inventory").to_owned();
 
     // Enrolment: a join token, then the agent binary, as on a Jetson.
-    let created: Value = client
-        .post(format!("{}/v1/join-tokens", lab.base("edge-registry")))
-        .bearer_auth(&lab.admin)
+    let created: Value = lab
+        .post("edge-registry", "/v1/join-tokens")
         .json(&serde_json::json!({"ttl": "10m"}))
         .send()
         .await
@@ -255,9 +254,8 @@ async fn the_lab_at_work_traces_each_operation_across_services_and_feeds_every_d
     );
 
     // An operator records a service by hand.
-    let made = client
-        .post(format!("{inventory}/v1/services"))
-        .bearer_auth(&lab.admin)
+    let made = lab
+        .post("inventory", "/v1/services")
         .json(&serde_json::json!({"name": "grafana", "namespace": "observability"}))
         .send()
         .await
@@ -266,9 +264,8 @@ async fn the_lab_at_work_traces_each_operation_across_services_and_feeds_every_d
 
     // A backup, then a restore drill, asked for by an operator whose tool started the trace.
     let (traceparent, backup_trace, backup_parent) = operator_trace();
-    let started = client
-        .post(format!("{}/v1/policies/lab-files/runs", lab.base("backup")))
-        .bearer_auth(&lab.admin)
+    let started = lab
+        .post("backup", "/v1/policies/lab-files/runs")
         .header("traceparent", traceparent)
         .send()
         .await
@@ -308,12 +305,8 @@ async fn the_lab_at_work_traces_each_operation_across_services_and_feeds_every_d
         summary_has("backups", "succeeded"),
     )
     .await;
-    let drill = client
-        .post(format!(
-            "{}/v1/policies/lab-files/drills",
-            lab.base("backup")
-        ))
-        .bearer_auth(&lab.admin)
+    let drill = lab
+        .post("backup", "/v1/policies/lab-files/drills")
         .send()
         .await
         .unwrap();
@@ -331,9 +324,8 @@ async fn the_lab_at_work_traces_each_operation_across_services_and_feeds_every_d
 
     // A rotation, likewise traced from the operator's tool.
     let (traceparent, rotation_trace, rotation_parent) = operator_trace();
-    let rotated: Value = client
-        .post(format!("{}/v1/rotations", lab.base("secrets-rotator")))
-        .bearer_auth(&lab.admin)
+    let rotated: Value = lab
+        .post("secrets-rotator", "/v1/rotations")
         .header("traceparent", traceparent)
         .json(&serde_json::json!({"path": e2e::ROTATED}))
         .send()

@@ -13,9 +13,8 @@ async fn every_service_killed_with_sigkill_is_ready_again_under_its_supervisor()
     let client = lab.client.clone();
     let inventory = lab.base("inventory").to_owned();
     // Something acknowledged before the kills, to find again after them.
-    let made = client
-        .post(format!("{inventory}/v1/nodes"))
-        .bearer_auth(&lab.admin)
+    let made = lab
+        .post("inventory", "/v1/nodes")
         .json(&serde_json::json!({"name": "before-the-kills", "kind": "vm"}))
         .send()
         .await

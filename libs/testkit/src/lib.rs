@@ -384,6 +384,14 @@ impl TestEnv {
     }
 }
 
+/// A free local port (bound, read, released) for a process the test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// A service binary run as an operator runs it: its config file, JSON logs appended to `log`, its HTTP
 /// port chosen here (through `HOMESTATION_<SERVICE>__HTTP__PORT`). Killed (SIGKILL) by [`Binary::kill`].
 pub struct Binary {
@@ -399,10 +407,7 @@ impl Binary {
         log: &std::path::Path,
         env: &[(&str, &str)],
     ) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let log = std::fs::File::options()
             .create(true)
             .append(true)

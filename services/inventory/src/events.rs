@@ -52,10 +52,8 @@ impl Handler for Applier {
             self.metrics.observe(&recovery);
         }
         self.outbox.notify_one();
-        if moves_health(&envelope.event)
-            && let Err(e) = self.metrics.refresh(&self.pool).await
-        {
-            tracing::warn!(error = %e, "refreshing the health gauges failed");
+        if moves_health(&envelope.event) {
+            self.metrics.health_moved();
         }
         Ok(())
     }

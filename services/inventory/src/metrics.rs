@@ -63,6 +63,8 @@ pub struct InventoryMetrics {
     service_recovery: Family<ServiceLabels, Histogram>,
     node_recovery: Histogram,
     edge_nodes: Family<EdgeNodeLabels, Gauge>,
+    /// Wakes [`InventoryMetrics::refresh_every`] when an applied event moved a health.
+    moved: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// A recovery seen while applying an event, observed once its transaction commits.
@@ -85,6 +87,7 @@ impl InventoryMetrics {
             service_recovery: Family::new_with_constructor(recovery_histogram),
             node_recovery: recovery_histogram(),
             edge_nodes: Family::default(),
+            moved: std::sync::Arc::default(),
         };
         metrics.register(
             names::NODES,
@@ -206,7 +209,13 @@ impl InventoryMetrics {
         Ok(())
     }
 
-    /// Keeps the health gauges current until shutdown.
+    /// A node's or a service's health changed: the gauges refresh now rather than at the next tick. Off the
+    /// consumer's path, and a burst of changes (an edge site going offline) makes one refresh, not one each.
+    pub fn health_moved(&self) {
+        self.moved.notify_one();
+    }
+
+    /// Keeps the health gauges current until shutdown: every `every`, and when a health moved.
     pub async fn refresh_every(
         self,
         pool: PgPool,
@@ -216,12 +225,12 @@ impl InventoryMetrics {
         let mut tick = tokio::time::interval(every);
         while !shutdown.is_triggered() {
             tokio::select! {
-                _ = tick.tick() => {
-                    if let Err(e) = self.refresh(&pool).await {
-                        tracing::warn!(error = %e, "refreshing the health gauges failed; retrying");
-                    }
-                }
-                _ = shutdown.wait() => {}
+                _ = tick.tick() => {}
+                _ = self.moved.notified() => {}
+                _ = shutdown.wait() => continue,
+            }
+            if let Err(e) = self.refresh(&pool).await {
+                tracing::warn!(error = %e, "refreshing the health gauges failed; retrying");
             }
         }
         Ok(())
