@@ -13,6 +13,7 @@
 #        scripts/tools.sh infra-test            tsc --noEmit and the Pulumi stacks' unit tests (mocha)
 #        scripts/tools.sh nx ARGS…              Nx (projects from tools/nx-plugin; no daemon, no cloud)
 #        scripts/tools.sh trace [TRACE_ID]      the traces make dev received (.dev/traces.ndjson), or one as a tree
+#        scripts/tools.sh schemathesis ARGS…    schemathesis (tools/schemathesis → .dev/schemathesis, made on first use)
 #        scripts/tools.sh run CMD…              any command with the tools on PATH
 set -euo pipefail
 
@@ -56,6 +57,14 @@ install_python() {
   touch "$stamp"
 }
 
+install_schemathesis() {
+  local stamp="$ROOT/.dev/schemathesis/.synced"
+  [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/tools/schemathesis/uv.lock" ] && return 0
+  local system_path=${PATH//"$ROOT/.venv/bin:"/}
+  PATH=$system_path UV_PROJECT_ENVIRONMENT="$ROOT/.dev/schemathesis" python3 -m uv sync --quiet --locked --project "$ROOT/tools/schemathesis" >&2
+  touch "$stamp"
+}
+
 install_node() {
   command -v node >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq nodejs npm >&2; } || die "node is missing: apt-get install nodejs npm"
   local dir
@@ -96,6 +105,7 @@ case "$command" in
     cd infra/pulumi && npx --no-install tsc --noEmit && exec npx --no-install mocha ;;
   infra-typecheck) cd infra/pulumi && exec npx --no-install tsc --noEmit ;;
   nx) NX_DAEMON=false NX_NO_CLOUD=true exec npx --no-install nx "$@" ;;
+  schemathesis) install_schemathesis && exec "$ROOT/.dev/schemathesis/bin/schemathesis" "$@" ;;
   run) exec "$@" ;;
   *) die "unknown command $command (charts-check, tree, test, lint, typecheck, changed-charts, infra-test, infra-typecheck, nx, trace, run)" ;;
 esac

@@ -47,6 +47,27 @@ pub fn quantile(samples: &mut [f64], q: f64) -> f64 {
     samples.get(i).copied().unwrap_or(f64::NAN)
 }
 
+/// A release binary of the workspace, beside the running benchmark (`cargo build --release --workspace --bins`).
+pub fn release_binary(name: &str) -> std::path::PathBuf {
+    let path = std::env::current_exe()
+        .expect("own path")
+        .with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo build --release --workspace --bins` (make bench does it)",
+        path.display()
+    );
+    path
+}
+
+/// A size from the environment variable `name`, or `default` when unset or not a number.
+pub fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A counter's value in a Prometheus text exposition.
 pub fn counter(text: &str, prefix: &str) -> f64 {
     text.lines()

@@ -214,6 +214,11 @@ impl Supervisor {
         }
     }
 
+    /// The running process's id (a new one after each restart).
+    pub fn pid(&self) -> u32 {
+        self.state.lock().expect("supervisor lock").child.id()
+    }
+
     /// How many times the process was started again.
     pub fn restarts(&self) -> u32 {
         self.state.lock().expect("supervisor lock").restarts
@@ -280,6 +285,8 @@ pub struct Service {
     pub name: &'static str,
     pub base: String,
     pub log: PathBuf,
+    /// The URL of its database (each service has one of its own).
+    pub database: String,
     pub supervisor: Supervisor,
 }
 
@@ -383,26 +390,31 @@ impl Lab {
             ),
         )
         .expect("kubeconfig");
-        let configs: Vec<(&'static str, &'static str, String)> = vec![
+        let db = [
+            testkit::database().await.url,
+            env.db.url.clone(),
+            testkit::database().await.url,
+            testkit::database().await.url,
+            testkit::database().await.url,
+        ];
+        let configs: [(&'static str, String); 5] = [
             (
                 "inventory",
-                "inventory",
+                // Events a killed inventory held unacked come back after 5 s rather than 30 (tests kill it).
                 format!(
-                    "[grpc]\nport = 0\n{}",
-                    common(&testkit::database().await.url)
+                    "[grpc]\nport = 0\n[consumer]\nack_wait_secs = 5\n{}",
+                    common(&db[0])
                 ),
             ),
             (
-                "edge-registry",
                 "edge-registry",
                 // Heartbeats every second, so an agent's readings show within a test.
                 format!(
                     "{}{vault}[liveness]\nheartbeat_interval_secs = 1\n",
-                    common(&env.db.url)
+                    common(&db[1])
                 ),
             ),
             (
-                "backup",
                 "backup",
                 format!(
                     "bucket = \"lab-backups\"\nscratch_dir = \"{scratch}\"\n{common}\
@@ -411,7 +423,7 @@ impl Lab {
                      [[policies]]\nname = \"lab-files\"\nretries = 0\n[policies.source]\nkind = \"folder\"\npath = \"{data}\"\n\
                      [policies.drill]\nschedule = \"@weekly\"\nchecks = [{{ kind = \"files\", paths = [\"notes.txt\"] }}]\n",
                     scratch = dir.join("scratch").display(),
-                    common = common(&testkit::database().await.url),
+                    common = common(&db[2]),
                     s3 = s3.endpoint,
                     key = key.display(),
                     data = data.display(),
@@ -419,22 +431,17 @@ impl Lab {
             ),
             (
                 "secrets-rotator",
-                "secrets-rotator",
                 format!(
                     "{}{vault}[[policies]]\nname = \"lab-api\"\nconsumers = []\n\
                      [policies.target]\nkind = \"kv\"\npath = \"{ROTATED}\"\n\
                      [policies.target.generator]\nkind = \"api_token\"\nprefix = \"hs_\"\nkey = \"token\"\n",
-                    common(&testkit::database().await.url)
+                    common(&db[3])
                 ),
             ),
-            (
-                "deployer",
-                "deployer",
-                format!("watch = false\n{}", common(&testkit::database().await.url)),
-            ),
+            ("deployer", format!("watch = false\n{}", common(&db[4]))),
         ];
         let mut services = Vec::new();
-        for (name, program, config) in configs {
+        for ((name, config), database) in configs.into_iter().zip(db) {
             let path = dir.join(format!("{name}.toml"));
             std::fs::write(&path, config).expect("config file");
             let log = dir.join(format!("{name}.log"));
@@ -462,7 +469,7 @@ impl Lab {
                 ));
             }
             let launch = Launch {
-                program: program_path(program),
+                program: program_path(name),
                 args: Vec::new(),
                 env,
                 log: log.clone(),
@@ -471,6 +478,7 @@ impl Lab {
                 name,
                 base: format!("http://127.0.0.1:{port}"),
                 log,
+                database,
                 supervisor: Supervisor::start(launch),
             });
         }

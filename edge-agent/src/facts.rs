@@ -140,7 +140,7 @@ pub fn tailnet(status_json: &str) -> Result<Tailnet, TailscaleError> {
     let ip = me
         .tailscale_ips
         .iter()
-        .find(|ip| ip.contains('.'))
+        .find(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
         .ok_or(TailscaleError::NoAddress)?
         .clone();
     Ok(Tailnet {
@@ -157,12 +157,12 @@ pub fn tegrastats(line: &str) -> (Option<f32>, Option<f32>) {
         .windows(2)
         .find(|w| w[0] == "GR3D_FREQ")
         .and_then(|w| w[1].split('%').next())
-        .and_then(|p| p.parse().ok());
+        .and_then(number);
     let hottest = words
         .iter()
         .filter_map(|w| w.split_once('@'))
         .filter_map(|(_, t)| t.strip_suffix('C'))
-        .filter_map(|t| t.parse::<f32>().ok())
+        .filter_map(number)
         .fold(None, |max: Option<f32>, t| {
             Some(max.map_or(t, |m| m.max(t)))
         });
@@ -171,7 +171,13 @@ pub fn tegrastats(line: &str) -> (Option<f32>, Option<f32>) {
 
 /// `0.52 0.58 0.59 1/1234 5678` → 0.52.
 pub fn load1(loadavg: &str) -> Option<f32> {
-    loadavg.split_whitespace().next()?.parse().ok()
+    number(loadavg.split_whitespace().next()?)
+}
+
+/// A finite reading: Rust reads `nan` and `inf` as numbers, JSON has neither, and a heartbeat carrying one
+/// would be refused by every consumer.
+fn number(text: &str) -> Option<f32> {
+    text.parse::<f32>().ok().filter(|v| v.is_finite())
 }
 
 /// `df -B1 --output=avail /` → bytes free.

@@ -14,16 +14,9 @@ use std::time::{Duration, Instant};
 
 use bus::{Envelope, Event, NodeHeartbeat};
 use futures_util::StreamExt;
-use homestation_bench::{counter, histogram_quantile, quantile};
+use homestation_bench::{counter, histogram_quantile, quantile, setting};
 use service_kit::{HttpSettings, Service};
 use uuid::Uuid;
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Receives heartbeats and measures their lag, doing nothing else: the baseline.
 struct Bare {

@@ -7,23 +7,10 @@
 //!
 //! `make bench-recover` builds the release binaries and runs it.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use e2e::{Lab, Launch, Supervisor};
-use homestation_bench::{append_result, quantile};
-
-fn release_binary(name: &str) -> PathBuf {
-    let path = std::env::current_exe()
-        .expect("own path")
-        .with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo build --release --workspace --bins` (make bench-recover does it)",
-        path.display()
-    );
-    path
-}
+use homestation_bench::{append_result, quantile, release_binary, setting};
 
 /// Kills what `supervisor` runs `kills` times; the seconds from each kill to a green `/readyz` at `base`.
 async fn recoveries(
@@ -44,10 +31,7 @@ async fn recoveries(
 
 #[tokio::main]
 async fn main() {
-    let kills: usize = std::env::var("KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(10);
+    let kills = setting("KILLS", 10);
     let mut lab = Lab::start_with(None, release_binary).await;
     let client = lab.client.clone();
 

@@ -15,7 +15,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use uuid::Uuid;
 
+mod restartable;
 mod servers;
+pub use restartable::Restartable;
 pub use servers::{
     OpenBao, PasswordPostgres, S3Server, openbao, openbao_raft, postgres_with_passwords, s3,
 };

@@ -359,7 +359,7 @@ fn postgres_tool(tool: &str) -> String {
 
 /// Runs PostgreSQL's tools as the `postgres` user when the tests run as root (they refuse root);
 /// `setpriv` execs in place, so killing the child kills the server.
-fn as_postgres(tool: &str) -> Command {
+pub(crate) fn as_postgres(tool: &str) -> Command {
     let is_root = Command::new("id")
         .arg("-u")
         .output()

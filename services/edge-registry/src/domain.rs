@@ -209,13 +209,15 @@ pub fn parse_ttl(field: &str, raw: &str) -> Result<Duration, Invalid> {
         .find(|c: char| !c.is_ascii_digit())
         .map_or((raw, ""), |i| raw.split_at(i));
     let n: u64 = digits.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_secs: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(bad()),
     };
+    // Unchecked, `99999999999999d` overflowed: a panic in a debug build, a wrapped (short) TTL in release.
+    let seconds = n.checked_mul(unit_secs).ok_or_else(bad)?;
     if seconds == 0 {
         return Err(Invalid::new(field, "must be longer than zero"));
     }
