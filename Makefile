@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup services services-down dev test charts-check charts-schemas argocd-tree app lib containerize infra-plan infra-apply ansible-run lint fmt typecheck build bench bench-edge bench-backup bench-deploy
+.PHONY: help setup services services-down dev test charts-check charts-schemas argocd-tree app lib containerize infra-plan infra-apply ansible-run security lint fmt typecheck build bench bench-api bench-bus bench-edge bench-backup bench-deploy
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +57,9 @@ infra-apply: ## Apply a Pulumi stack: make infra-apply TARGET=control-plane|tunn
 ansible-run: ## Run a playbook of infra/ansible: make ansible-run PLAYBOOK=bootstrap-wsl2|control-plane|edge-node
 	@scripts/ansible.sh "$(PLAYBOOK)"
 
+security: setup ## cargo-deny (bans, licenses, sources; advisories when reachable), detect-secrets, checkov, schemathesis on every service (no 5xx)
+	scripts/security.sh
+
 lint: ## cargo fmt --check, clippy with warnings as errors, ruff (check and format) on the Python tools
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -73,7 +76,15 @@ typecheck: ## Type-check every crate and test, the Python tools (mypy --strict) 
 build: ## Build release binaries of every crate (the services, homestation, homestation-edge-agent)
 	cargo build --workspace --release --locked
 
-bench: bench-edge bench-backup bench-deploy bench-recover ## Run every benchmark (release build); results go to bench/results/
+bench: bench-api bench-bus bench-edge bench-backup bench-deploy bench-recover ## Every benchmark side by side with its baseline (release build; under 10 min once built); tables go to bench/results/
+
+bench-api: setup ## inventory's GET /v1/nodes/{id} and /v1/summary under wrk beside bare axum+PostgreSQL; every service's RSS idle and under load
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || { echo "install wrk (apt-get install wrk)"; exit 1; }
+	cargo build --release --locked --workspace --bins
+	cargo run --release --locked -p homestation-bench --bin api-load
+
+bench-bus: services ## Events/s through libs/bus (durable publish, consume, ack) beside bare async-nats on the same nats-server
+	cargo run --release --locked -p homestation-bench --bin bus-throughput
 
 bench-edge: services ## 10,000 edge nodes heartbeating into edge-registry beside a bare subscriber
 	cargo run --release --locked -p homestation-bench --bin edge-heartbeats

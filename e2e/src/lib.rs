@@ -68,13 +68,15 @@ pub fn binary(name: &str) -> PathBuf {
             .expect("cargo runs");
         assert!(status.success(), "building the service binaries failed");
     });
-    let test_exe = std::env::current_exe().expect("the test binary's path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = test_exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir");
-    dir.join(name)
+    let exe = std::env::current_exe().expect("this program's path");
+    // A test runs as target/<profile>/deps/<test>, a binary (the `lab`) as target/<profile>/<bin>.
+    let dir = exe.parent().expect("target/<profile> or its deps");
+    let profile = if dir.ends_with("deps") {
+        dir.parent().expect("target/<profile>")
+    } else {
+        dir
+    };
+    profile.join(name)
 }
 
 /// oteltap: a real OTLP/HTTP receiver printing every span as one JSON line to `spans.ndjson`.
