@@ -60,6 +60,17 @@ pub fn release_binary(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// A listener on `127.0.0.1:$PORT`, for the baseline servers the benchmarks start.
+pub async fn listener() -> tokio::net::TcpListener {
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .expect("PORT is a port number");
+    tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the port is free")
+}
+
 /// A size from the environment variable `name`, or `default` when unset or not a number.
 pub fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -508,6 +508,20 @@ impl Lab {
             .base
     }
 
+    /// `GET {path}` of `service` as the lab's admin, read as JSON; `None` while it does not answer with JSON
+    /// (for polling with `testkit::eventually`).
+    pub async fn get_json(&self, service: &str, path: &str) -> Option<Value> {
+        self.client
+            .get(format!("{}{path}", self.base(service)))
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
     /// A POST to `path` of `service` as the lab's admin.
     pub fn post(&self, service: &str, path: &str) -> reqwest::RequestBuilder {
         self.client

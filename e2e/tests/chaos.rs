@@ -355,6 +355,18 @@ async fn inventory_killed_while_events_and_requests_are_in_flight_loses_none_and
     assert_eq!(service.supervisor.restarts(), 2);
 }
 
+/// The lab bucket's listing for `query` (moto answers unsigned requests).
+async fn bucket_listing(lab: &Lab, query: &str) -> String {
+    lab.client
+        .get(format!("{}/lab-backups?{query}", lab.s3.endpoint))
+        .send()
+        .await
+        .expect("moto answers")
+        .text()
+        .await
+        .expect("a listing")
+}
+
 #[tokio::test]
 async fn backup_killed_mid_upload_leaves_no_half_backup_and_the_next_run_succeeds() {
     let lab = Lab::start(None).await;
@@ -373,17 +385,7 @@ async fn backup_killed_mid_upload_leaves_no_half_backup_and_the_next_run_succeed
         .iter()
         .find(|s| s.name == "backup")
         .expect("backup");
-    let list = || async {
-        lab.client
-            .get(format!("{}/v1/backups", backup.base))
-            .bearer_auth(&lab.admin)
-            .send()
-            .await
-            .ok()?
-            .json::<Value>()
-            .await
-            .ok()
-    };
+    let list = || lab.get_json("backup", "/v1/backups");
     let started = lab
         .post("backup", "/v1/policies/lab-files/runs")
         .send()
@@ -416,28 +418,12 @@ async fn backup_killed_mid_upload_leaves_no_half_backup_and_the_next_run_succeed
             .contains("interrupted"),
         "{runs:?}"
     );
-    let uploads = lab
-        .client
-        .get(format!("{}/lab-backups?uploads", lab.s3.endpoint))
-        .send()
-        .await
-        .expect("moto answers")
-        .text()
-        .await
-        .expect("a listing");
+    let uploads = bucket_listing(&lab, "uploads").await;
     assert!(
         !uploads.contains("<Upload>"),
         "a multipart upload was left open: {uploads}"
     );
-    let objects = lab
-        .client
-        .get(format!("{}/lab-backups?list-type=2", lab.s3.endpoint))
-        .send()
-        .await
-        .expect("moto answers")
-        .text()
-        .await
-        .expect("a listing");
+    let objects = bucket_listing(&lab, "list-type=2").await;
     assert!(
         !objects.contains("<Key>"),
         "an object of the killed run is in the bucket: {objects}"
@@ -507,16 +493,9 @@ async fn rotator_killed_mid_rotation_leaves_every_rotation_finished_and_vault_ac
     e2e::ready(&lab.client, &rotator.base).await;
 
     let history = testkit::eventually("every rotation to reach a final phase", WAIT, || async {
-        let history: Value = lab
-            .client
-            .get(format!("{}/v1/rotations?limit=1000", rotator.base))
-            .bearer_auth(&lab.admin)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let history = lab
+            .get_json("secrets-rotator", "/v1/rotations?limit=1000")
+            .await?;
         let all = history.as_array()?.clone();
         all.iter()
             .all(|r| {

@@ -277,26 +277,14 @@ async fn the_lab_at_work_traces_each_operation_across_services_and_feeds_every_d
         started.text().await.unwrap_or_default()
     );
     let summary_has = |section: &'static str, status: &'static str| {
-        let (client, inventory) = (client.clone(), inventory.clone());
-        let token = lab.admin.clone();
-        move || {
-            let (client, inventory, token) = (client.clone(), inventory.clone(), token.clone());
-            async move {
-                let summary: Value = client
-                    .get(format!("{inventory}/v1/summary"))
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                summary[section]
-                    .as_array()?
-                    .iter()
-                    .any(|b| b["status"] == status)
-                    .then_some(())
-            }
+        let lab = &lab;
+        move || async move {
+            let summary = lab.get_json("inventory", "/v1/summary").await?;
+            summary[section]
+                .as_array()?
+                .iter()
+                .any(|b| b["status"] == status)
+                .then_some(())
         }
     };
     testkit::eventually(

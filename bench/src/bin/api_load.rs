@@ -129,21 +129,11 @@ async fn backup(lab: &Lab, runs: usize) {
         .await
         .expect("backup answers");
     assert_eq!(started.status(), 202, "a backup starts");
-    let url = format!("{}/v1/backups", lab.base("backup"));
     testkit::eventually(
         "the backup to succeed",
         Duration::from_secs(120),
         || async {
-            let list: Value = lab
-                .client
-                .get(&url)
-                .bearer_auth(&lab.admin)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let list = lab.get_json("backup", "/v1/backups").await?;
             let done = list
                 .as_array()?
                 .iter()

@@ -54,10 +54,6 @@ async fn summary(State(pool): State<PgPool>) -> Result<Response, StatusCode> {
 
 #[tokio::main]
 async fn main() {
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .expect("PORT is a port number");
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL names inventory's database");
     // inventory's default pool size (DatabaseSettings::max_connections).
     let pool = sqlx::postgres::PgPoolOptions::new()
@@ -65,9 +61,7 @@ async fn main() {
         .connect(&url)
         .await
         .expect("the database answers");
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("the port is free");
+    let listener = homestation_bench::listener().await;
     let app = axum::Router::new()
         .route("/v1/nodes/{node}", get(node))
         .route("/v1/summary", get(summary))

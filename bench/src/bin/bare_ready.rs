@@ -3,13 +3,7 @@
 
 #[tokio::main]
 async fn main() {
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .expect("PORT is a port number");
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("the port is free");
+    let listener = homestation_bench::listener().await;
     let app = axum::Router::new().route("/readyz", axum::routing::get(|| async { "ok" }));
     axum::serve(listener, app).await.expect("serving");
 }
