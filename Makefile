@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup services services-down dev test charts-check charts-schemas argocd-tree app lib containerize infra-plan infra-apply ansible-run security lint fmt typecheck build bench bench-api bench-bus bench-edge bench-backup bench-deploy
+.PHONY: help setup services services-down dev test charts-check charts-schemas argocd-tree app lib containerize infra-plan infra-apply ansible-run security lint fmt typecheck build bench bench-build bench-api bench-bus bench-edge bench-backup bench-deploy
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -78,24 +78,27 @@ build: ## Build release binaries of every crate (the services, homestation, home
 
 bench: bench-api bench-bus bench-edge bench-backup bench-deploy bench-recover ## Every benchmark side by side with its baseline (release build; under 10 min once built); tables go to bench/results/
 
-bench-api: setup ## inventory's GET /v1/nodes/{id} and /v1/summary under wrk beside bare axum+PostgreSQL; every service's RSS idle and under load
+# One release build of every binary, features unified as for the whole workspace: `cargo run -p` per
+# benchmark would unify them per package and rebuild the services' libraries for each.
+bench-build:
+	cargo build --release --locked --workspace --bins
+
+bench-api: setup bench-build ## inventory's GET /v1/nodes/{id} and /v1/summary under wrk beside bare axum+PostgreSQL; every service's RSS idle and under load
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || { echo "install wrk (apt-get install wrk)"; exit 1; }
-	cargo build --release --locked --workspace --bins
-	cargo run --release --locked -p homestation-bench --bin api-load
+	target/release/api-load
 
-bench-bus: services ## Events/s through libs/bus (durable publish, consume, ack) beside bare async-nats on the same nats-server
-	cargo run --release --locked -p homestation-bench --bin bus-throughput
+bench-bus: services bench-build ## Events/s through libs/bus (durable publish, consume, ack) beside bare async-nats on the same nats-server
+	target/release/bus-throughput
 
-bench-edge: services ## 10,000 edge nodes heartbeating into edge-registry beside a bare subscriber
-	cargo run --release --locked -p homestation-bench --bin edge-heartbeats
+bench-edge: services bench-build ## 10,000 edge nodes heartbeating into edge-registry beside a bare subscriber
+	target/release/edge-heartbeats
 
-bench-backup: setup ## 1 GiB dump to S3: HomeStation's pipeline vs restic --stdin vs a plain upload
+bench-backup: setup bench-build ## 1 GiB dump to S3: HomeStation's pipeline vs restic --stdin vs a plain upload
 	@command -v restic >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq restic; } || { echo "install restic (apt-get install restic)"; exit 1; }
-	cargo run --release --locked -p homestation-bench --bin backup-throughput
+	target/release/backup-throughput
 
-bench-recover: setup ## Time from SIGKILL to a green /readyz for each service under a supervisor, beside a bare axum server
-	cargo build --release --locked --workspace --bins
-	cargo run --release --locked -p homestation-bench --bin recover-time
+bench-recover: setup bench-build ## Time from SIGKILL to a green /readyz for each service under a supervisor, beside a bare axum server
+	target/release/recover-time
 
-bench-deploy: services ## Webhook → Argo CD sync operation with 100 Applications, beside the bare patch
-	cargo run --release --locked -p homestation-bench --bin deploy-webhook
+bench-deploy: services bench-build ## Webhook → Argo CD sync operation with 100 Applications, beside the bare patch
+	target/release/deploy-webhook
