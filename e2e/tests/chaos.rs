@@ -136,12 +136,13 @@ async fn publish_events(
                 )
                 .await;
             let stored = match sent {
-                Ok(ack) => tokio::time::timeout(Duration::from_secs(2), ack).await,
-                Err(_) => Ok(Err(async_nats::jetstream::context::PublishError::new(
-                    async_nats::jetstream::context::PublishErrorKind::Other,
-                ))),
+                Ok(ack) => matches!(
+                    tokio::time::timeout(Duration::from_secs(2), ack).await,
+                    Ok(Ok(_))
+                ),
+                Err(_) => false,
             };
-            if matches!(stored, Ok(Ok(_))) {
+            if stored {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
