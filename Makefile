@@ -76,7 +76,7 @@ typecheck: ## Type-check every crate and test, the Python tools (mypy --strict) 
 build: ## Build release binaries of every crate (the services, homestation, homestation-edge-agent)
 	cargo build --workspace --release --locked
 
-bench: bench-api bench-bus bench-edge bench-backup bench-deploy bench-recover ## Every benchmark side by side with its baseline (release build; under 10 min once built); tables go to bench/results/
+bench: bench-api bench-bus bench-edge bench-backup bench-deploy bench-recover ## Every benchmark beside its baseline, ratios printed (one release build, then about 3 min of runs); tables go to bench/results/
 
 # One release build of every binary, features unified as for the whole workspace: `cargo run -p` per
 # benchmark would unify them per package and rebuild the services' libraries for each.
