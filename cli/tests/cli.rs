@@ -19,7 +19,7 @@ async fn lab() -> Lab {
         http: HttpSettings::with_port(0),
         grpc: HttpSettings::with_port(0),
         database: env.database(),
-        nats: env.nats(),
+        nats: env.nats("inventory"),
         auth: env.auth(),
         ..Default::default()
     };
@@ -118,7 +118,6 @@ async fn nodes_add_list_show_remove_and_status() {
     let empty = homestation(s, Some(t), &["nodes", "list"]).await;
     assert!(stdout(&empty).starts_with("no nodes yet"));
     lab.app.stop().await.unwrap();
-    lab.env.cleanup().await;
 }
 
 #[tokio::test]
@@ -186,7 +185,6 @@ async fn errors_say_what_to_do_and_exit_non_zero() {
     );
 
     lab.app.stop().await.unwrap();
-    lab.env.cleanup().await;
     let down = homestation(s, Some(&tokens.viewer), &["status"]).await;
     assert_eq!(down.status.code(), Some(3));
     assert!(stderr(&down).contains("make dev"), "{}", stderr(&down));
@@ -211,5 +209,4 @@ async fn the_token_can_come_from_a_file() {
     assert_eq!(stdout(&output), "no services yet\n");
     std::fs::remove_dir_all(&dir).unwrap();
     lab.app.stop().await.unwrap();
-    lab.env.cleanup().await;
 }

@@ -38,7 +38,7 @@ async fn status_history_and_a_sync_of_an_unknown_app() {
         deployer::Config {
             http: HttpSettings::with_port(0),
             database: env.database(),
-            nats: env.nats(),
+            nats: env.nats("deployer"),
             auth: env.auth(),
             watch: false,
             ..Default::default()
@@ -89,5 +89,4 @@ async fn status_history_and_a_sync_of_an_unknown_app() {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no Argo CD Application nope"));
     running.stop().await.unwrap();
-    env.cleanup().await;
 }

@@ -24,7 +24,11 @@ async fn tokens_are_created_listed_and_revoked_and_nodes_listed() {
     let registry = edge_registry::Application::build(edge_registry::Config {
         http: HttpSettings::with_port(0),
         database: env.database(),
-        nats: env.nats(),
+        nats: env.nats("edge-registry"),
+        callout: edge_registry::bus_access::CalloutSettings {
+            issuer_seed: Some(env.bus.issuer_seed()),
+            ..Default::default()
+        },
         auth: env.auth(),
         vault: VaultSettings {
             address: bao.address.clone(),
@@ -128,5 +132,4 @@ async fn tokens_are_created_listed_and_revoked_and_nodes_listed() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("homestation edge list"));
     running.stop().await.unwrap();
-    env.cleanup().await;
 }

@@ -32,7 +32,7 @@ async fn policies_rotate_history_and_vault_policies_from_the_command_line() {
     let app = secrets_rotator::Application::build(secrets_rotator::Config {
         http: HttpSettings::with_port(0),
         database: env.database(),
-        nats: env.nats(),
+        nats: env.nats("secrets-rotator"),
         auth: env.auth(),
         vault: VaultSettings {
             address: bao.address.clone(),
@@ -100,6 +100,5 @@ async fn policies_rotate_history_and_vault_policies_from_the_command_line() {
     assert!(hcl.contains("path \"secret/data/apps/shop/api\""), "{hcl}");
 
     running.stop().await.unwrap();
-    env.cleanup().await;
     let _ = std::fs::remove_dir_all(dir);
 }

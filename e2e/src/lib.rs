@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use serde_json::Value;
 pub use testkit::free_port;
 use testkit::{OpenBao, S3Server, TestEnv};
@@ -369,12 +370,12 @@ impl Lab {
         std::fs::write(&key, uuid::Uuid::new_v4().as_bytes().repeat(2))
             .expect("a 32-byte key made here");
 
-        let common = |db: &str| {
+        // Each service its own NATS user on the lab's nats-server (authentication on).
+        let common = |service: &str, db: &str| {
             format!(
-                "[database]\nurl = \"{db}\"\n[nats]\nurl = \"{nats}\"\nnamespace = \"{ns}\"\n\
+                "[database]\nurl = \"{db}\"\n[nats]\n{nats}\
                  [[auth.service_tokens]]\nname = \"admin\"\nsha256 = \"{admin_sha256}\"\nrole = \"admin\"\n",
-                nats = testkit::nats_url(),
-                ns = env.namespace.as_str(),
+                nats = env.bus.toml(service),
             )
         };
         let vault = format!(
@@ -405,15 +406,17 @@ impl Lab {
                 // Events a killed inventory held unacked come back after 5 s rather than 30 (tests kill it).
                 format!(
                     "[grpc]\nport = 0\n[consumer]\nack_wait_secs = 5\n{}",
-                    common(&db[0])
+                    common("inventory", &db[0])
                 ),
             ),
             (
                 "edge-registry",
-                // Heartbeats every second, so an agent's readings show within a test.
+                // Heartbeats every second, so an agent's readings show within a test. It answers the
+                // bus's auth callout for edge nodes, with the issuer seed the test's nats-server trusts.
                 format!(
-                    "{}{vault}[liveness]\nheartbeat_interval_secs = 1\n",
-                    common(&db[1])
+                    "{}{vault}[liveness]\nheartbeat_interval_secs = 1\n[callout]\nissuer_seed = \"{}\"\n",
+                    common("edge-registry", &db[1]),
+                    env.bus.issuer_seed().expose_secret(),
                 ),
             ),
             (
@@ -425,7 +428,7 @@ impl Lab {
                      [[policies]]\nname = \"lab-files\"\nretries = 0\n[policies.source]\nkind = \"folder\"\npath = \"{data}\"\n\
                      [policies.drill]\nschedule = \"@weekly\"\nchecks = [{{ kind = \"files\", paths = [\"notes.txt\"] }}]\n",
                     scratch = dir.join("scratch").display(),
-                    common = common(&db[2]),
+                    common = common("backup", &db[2]),
                     s3 = s3.endpoint,
                     key = key.display(),
                     data = data.display(),
@@ -437,10 +440,13 @@ impl Lab {
                     "{}{vault}[[policies]]\nname = \"lab-api\"\nconsumers = []\n\
                      [policies.target]\nkind = \"kv\"\npath = \"{ROTATED}\"\n\
                      [policies.target.generator]\nkind = \"api_token\"\nprefix = \"hs_\"\nkey = \"token\"\n",
-                    common(&db[3])
+                    common("secrets-rotator", &db[3])
                 ),
             ),
-            ("deployer", format!("watch = false\n{}", common(&db[4]))),
+            (
+                "deployer",
+                format!("watch = false\n{}", common("deployer", &db[4])),
+            ),
         ];
         let mut services = Vec::new();
         for ((name, config), database) in configs.into_iter().zip(db) {

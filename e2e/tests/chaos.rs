@@ -23,7 +23,10 @@ const WAIT: Duration = Duration::from_secs(60);
 struct Target {
     base: String,
     token: String,
-    nats: String,
+    /// deployer's bus settings: the load publishes deploy events as deployer, the only one who may.
+    deployer: service_kit::NatsSettings,
+    /// The test nats-server's harness user, reading inventory's stream for the check.
+    harness: service_kit::NatsSettings,
     ns: Namespace,
     database: String,
 }
@@ -47,7 +50,7 @@ async fn under_load<F: Future<Output = ()>>(target: &Target, disruption: F) {
         stop.clone(),
     ));
     let events = tokio::spawn(publish_events(
-        target.nats.clone(),
+        target.deployer.clone(),
         target.ns.clone(),
         acked.clone(),
         stop.clone(),
@@ -102,16 +105,12 @@ async fn create_nodes(
 }
 
 async fn publish_events(
-    nats: String,
+    deployer: service_kit::NatsSettings,
     ns: Namespace,
     acked: Arc<Mutex<Acknowledged>>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let client = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connect(&nats)
-        .await
-        .expect("nats");
+    let client = deployer.connect("deployer").await.expect("nats");
     let js = async_nats::jetstream::new(client);
     let mut i = 0;
     while !stop.is_cancelled() {
@@ -213,7 +212,7 @@ async fn check_applied_once(target: &Target, acked: &Acknowledged) {
         }
     })
     .await;
-    let created = node_creations(&target.nats, &target.ns).await;
+    let created = node_creations(&target.harness, &target.ns).await;
     for name in &acked.nodes {
         assert_eq!(
             created.iter().filter(|n| *n == name).count(),
@@ -224,8 +223,8 @@ async fn check_applied_once(target: &Target, acked: &Acknowledged) {
 }
 
 /// The names in the node-created events on inventory's stream.
-async fn node_creations(nats: &str, ns: &Namespace) -> Vec<String> {
-    let js = async_nats::jetstream::new(async_nats::connect(nats).await.expect("nats"));
+async fn node_creations(harness: &service_kit::NatsSettings, ns: &Namespace) -> Vec<String> {
+    let js = async_nats::jetstream::new(harness.connect("harness").await.expect("nats"));
     let mut stream = js
         .get_stream(bus::Stream::Inventory.name(ns))
         .await
@@ -252,22 +251,21 @@ async fn node_creations(nats: &str, ns: &Namespace) -> Vec<String> {
     names
 }
 
-/// inventory alone under a supervisor, on `database` and `nats`.
+/// inventory alone under a supervisor, on `database` and the test's nats-server `bus`.
 fn inventory(
     dir: &std::path::Path,
     database: &str,
-    nats: &str,
-    ns: &Namespace,
+    bus: &testkit::TestBus,
 ) -> (Supervisor, Target) {
     let (token, sha256) = testkit::token();
     let config = dir.join("inventory.toml");
     std::fs::write(
         &config,
         format!(
-            "[database]\nurl = \"{database}\"\n[nats]\nurl = \"{nats}\"\nnamespace = \"{}\"\n[grpc]\nport = 0\n\
+            "[database]\nurl = \"{database}\"\n[nats]\n{}[grpc]\nport = 0\n\
              [consumer]\nack_wait_secs = 5\n\
              [[auth.service_tokens]]\nname = \"admin\"\nsha256 = \"{sha256}\"\nrole = \"admin\"\n",
-            ns.as_str()
+            bus.toml("inventory")
         ),
     )
     .expect("config");
@@ -288,8 +286,9 @@ fn inventory(
     let target = Target {
         base: format!("http://127.0.0.1:{port}"),
         token,
-        nats: nats.to_owned(),
-        ns: ns.clone(),
+        deployer: bus.settings("deployer"),
+        harness: bus.harness_settings(),
+        ns: bus.namespace.clone(),
         database: database.to_owned(),
     };
     (supervisor, target)
@@ -303,13 +302,13 @@ fn scratch() -> std::path::PathBuf {
 
 #[tokio::test]
 async fn nats_server_restarted_under_load_loses_no_acknowledged_event() {
-    let mut nats = testkit::Restartable::nats().await;
+    // The lab's authorization on: every client comes back as itself after the restart.
+    let mut bus = testkit::TestBus::start(testkit::fresh_namespace()).await;
     let db = testkit::database().await;
-    let ns = testkit::nats_namespace().await;
     let dir = scratch();
-    let (inventory, target) = inventory(&dir, &db.url, &nats.url, &ns);
+    let (inventory, target) = inventory(&dir, &db.url, &bus);
     e2e::ready(&testkit::http_client(), &target.base).await;
-    under_load(&target, nats.restart(Duration::from_millis(500))).await;
+    under_load(&target, bus.server.restart(Duration::from_millis(500))).await;
     println!(
         "inventory restarts during the nats-server restart: {}",
         inventory.restarts()
@@ -320,16 +319,15 @@ async fn nats_server_restarted_under_load_loses_no_acknowledged_event() {
 #[tokio::test]
 async fn postgres_restarted_under_load_loses_nothing_acknowledged() {
     let mut postgres = testkit::Restartable::postgres().await;
-    let ns = testkit::nats_namespace().await;
+    let bus = testkit::TestBus::start(testkit::fresh_namespace()).await;
     let dir = scratch();
-    let (inventory, target) = inventory(&dir, &postgres.url, &testkit::nats_url(), &ns);
+    let (inventory, target) = inventory(&dir, &postgres.url, &bus);
     e2e::ready(&testkit::http_client(), &target.base).await;
     under_load(&target, postgres.restart(Duration::from_millis(500))).await;
     println!(
         "inventory restarts during the PostgreSQL restart: {}",
         inventory.restarts()
     );
-    testkit::drop_namespace(&ns).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -342,7 +340,8 @@ async fn inventory_killed_while_events_and_requests_are_in_flight_loses_none_and
     let target = Target {
         base: service.base.clone(),
         token: lab.admin.clone(),
-        nats: testkit::nats_url(),
+        deployer: lab.env.bus.settings("deployer"),
+        harness: lab.env.bus.harness_settings(),
         ns: lab.env.namespace.clone(),
         database: service.database.clone(),
     };

@@ -113,6 +113,9 @@ pub struct State {
     pub registry: String,
     pub nats_url: String,
     pub nats_namespace: String,
+    /// This node's own bus credential (`node-<id>`), issued at enrolment; the file is readable by root only.
+    pub nats_user: String,
+    pub nats_password: String,
     pub heartbeat_interval_secs: u64,
 }
 
@@ -170,6 +173,14 @@ pub struct Enrolled {
     pub name: String,
     pub k3s: K3sConfig,
     pub agent: AgentSettings,
+    pub bus: BusCredential,
+}
+
+/// The node's own bus credential.
+#[derive(Debug, Deserialize)]
+pub struct BusCredential {
+    pub user: String,
+    pub password: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -329,6 +340,8 @@ pub async fn ensure_enrolled(
         registry: inputs.registry.clone(),
         nats_url: enrolled.agent.nats_url.clone(),
         nats_namespace: enrolled.agent.nats_namespace.clone(),
+        nats_user: enrolled.bus.user.clone(),
+        nats_password: enrolled.bus.password.clone(),
         heartbeat_interval_secs: enrolled.agent.heartbeat_interval_secs,
     };
     // The token is spent now: record that first, so a crash from here on never sends it again.
@@ -397,12 +410,17 @@ pub async fn send_heartbeats(
         url: state.nats_url.clone(),
         reason,
     };
-    let client = async_nats::ConnectOptions::new()
-        .name("homestation-edge-agent")
-        .retry_on_initial_connect()
-        .connect(&state.nats_url)
-        .await
-        .map_err(|e| nats_error(e.to_string()))?;
+    // As this node: the bus admits it through edge-registry and lets it publish its own heartbeats only.
+    let client = async_nats::ConnectOptions::with_user_and_password(
+        state.nats_user.clone(),
+        state.nats_password.clone(),
+    )
+    .name("homestation-edge-agent")
+    .custom_inbox_prefix(service_kit::NatsSettings::inbox_prefix(&state.nats_user))
+    .retry_on_initial_connect()
+    .connect(&state.nats_url)
+    .await
+    .map_err(|e| nats_error(e.to_string()))?;
     let ns = Namespace::parse(&state.nats_namespace).map_err(|e| nats_error(e.to_string()))?;
     let publisher = Publisher::new(async_nats::jetstream::new(client), ns, "edge-agent");
     let mut ticker =

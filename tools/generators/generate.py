@@ -1,7 +1,8 @@
 """`make app NAME=…` and `make lib NAME=…`: a new service or library, wired in at once and green as made.
 
   python tools/generators/generate.py app NAME     services/NAME (crate), charts/apps/NAME (chart),
-                                                   dashboards/apps/NAME.json, an Nx project
+                                                   dashboards/apps/NAME.json, an Nx project, its NATS
+                                                   user in libs/bus/src/access.rs
   python tools/generators/generate.py lib NAME     libs/NAME (crate), an Nx project
 
 NAME is a DNS-1123 label (lower-case letters, digits and '-', starting with a letter, at most 40
@@ -134,7 +135,11 @@ def plan_app(name: str, root: Path) -> Plan:
     dashboard = root / "dashboards" / "apps" / f"{name}.json"
     create[dashboard] = render(templates / "dashboard.json", name)
     kustomization = root / "dashboards" / "kustomization.yaml"
-    change = {kustomization: with_dashboard(kustomization.read_text(), name)}
+    access = root / "libs" / "bus" / "src" / "access.rs"
+    change = {
+        kustomization: with_dashboard(kustomization.read_text(), name),
+        access: with_bus_user(access.read_text(), name),
+    }
     return Plan(create, change)
 
 
@@ -159,6 +164,19 @@ def with_dashboard(kustomization: str, name: str) -> str:
         )
     entry = f"  - name: dashboard-app-{name}\n    files:\n      - apps/{name}.json\n"
     return kustomization.rstrip("\n") + "\n" + entry
+
+
+BUS_MARKER = "    // make app: new services are added above this line\n"
+
+
+def with_bus_user(access: str, name: str) -> str:
+    """libs/bus/src/access.rs with NAME in SERVICES: its own NATS user, reading the deploy stream (as the
+    template's consumer does); the bus derives its permissions from that row and the `events!` table."""
+    if BUS_MARKER not in access:
+        raise GenerateError(
+            "libs/bus/src/access.rs has lost its `make app` marker in SERVICES; add the service there by hand"
+        )
+    return access.replace(BUS_MARKER, f'    ("{name}", &[Stream::Deploy]),\n{BUS_MARKER}', 1)
 
 
 def apply(plan: Plan, after: Callable[[], None] | None = None) -> list[Path]:

@@ -26,7 +26,12 @@ def small_repo(tmp_path: Path) -> Path:
     """What the generator reads and writes, without the build: crates' manifests, charts, dashboards."""
     for folder in ("charts", "dashboards", "tools/chartcheck", "tools/generators/templates"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("node_modules", "__pycache__", "charts"))
-    for manifest in [*ROOT.glob("services/*/Cargo.toml"), *ROOT.glob("libs/*/Cargo.toml"), ROOT / "Cargo.toml"]:
+    for manifest in [
+        *ROOT.glob("services/*/Cargo.toml"),
+        *ROOT.glob("libs/*/Cargo.toml"),
+        ROOT / "Cargo.toml",
+        ROOT / "libs/bus/src/access.rs",
+    ]:
         target = tmp_path / manifest.relative_to(ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(manifest, target)
@@ -80,6 +85,9 @@ def test_an_app_is_planned_whole_and_a_second_run_finds_it_taken(small_repo: Pat
     assert "HOMESTATION_MEDIA_SYNC__" in lib
     assert "apps/media-sync.json" in (small_repo / "dashboards/kustomization.yaml").read_text()
     assert 'service=\\"media-sync\\"' in (small_repo / "dashboards/apps/media-sync.json").read_text()
+    access = (small_repo / "libs/bus/src/access.rs").read_text()
+    assert '("media-sync", &[Stream::Deploy]),\n    // make app:' in access, "its NATS user, before the marker"
+    assert "changed libs/bus/src/access.rs" in out
 
     assert generate.main(["app", "media-sync", "--no-cargo"], root=small_repo) == 2
     assert "is already taken" in capsys.readouterr().err
@@ -105,6 +113,10 @@ def test_a_failure_while_writing_leaves_the_repository_as_it_was(small_repo: Pat
 
 def run(cwd: Path, *command: str) -> str:
     env = {**os.environ, "CARGO_TARGET_DIR": str(ROOT / "target"), "CARGO_TERM_COLOR": "never"}
+    # The copy has no .dev: its tests start this checkout's nats-server 2.15 (make services installs it).
+    nats = ROOT / ".dev" / "tools" / "bin" / "nats-server"
+    if nats.exists():
+        env.setdefault("HOMESTATION_NATS_SERVER", str(nats))
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout + result.stderr

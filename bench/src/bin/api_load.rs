@@ -158,11 +158,10 @@ async fn rotate(lab: &Lab) {
     assert_eq!(rotated["phase"], "done", "{rotated}");
 }
 
-/// `count` heartbeats from made-up nodes, published as fast as one connection sends them.
+/// `count` heartbeats from made-up nodes, published as fast as one connection sends them (the lab's
+/// nats-server's harness user speaks for all of them; each real node may speak only for itself).
 async fn heartbeats(lab: &Lab, count: usize) {
-    let client = async_nats::connect(testkit::nats_url())
-        .await
-        .expect("nats");
+    let client = lab.env.bus.harness().await;
     for i in 0..count {
         let envelope = bus::Envelope::new(
             "bench-agent",

@@ -65,7 +65,10 @@ fn event(i: usize) -> Event {
 /// second, end to end.
 async fn through_bus(js: &jetstream::Context, events: usize, in_flight: usize) -> f64 {
     let ns = &testkit::nats_namespace().await;
-    bus::ensure_streams(js, ns).await.expect("streams");
+    // Inventory owns the stream the round uses; the bare server is anonymous (no permissions to hold to).
+    bus::ensure_streams(js, ns, "inventory", &bus::StreamLimits::default())
+        .await
+        .expect("streams");
     let counter = Counter::new(events);
     let shutdown = Shutdown::new();
     let metrics = bus::BusMetrics::new(&Metrics::new("bench"));

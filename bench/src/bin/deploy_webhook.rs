@@ -103,7 +103,7 @@ async fn main() {
         deployer::Config {
             http: HttpSettings::with_port(0),
             database: env.database(),
-            nats: env.nats(),
+            nats: env.nats("deployer"),
             auth: env.auth(),
             repositories: vec![deployer::Repository {
                 url: "https://github.com/lab/gitops".into(),
@@ -161,7 +161,6 @@ async fn main() {
         }
     }
     running.stop().await.unwrap();
-    env.cleanup().await;
 
     let (p50, p99) = (quantile(&mut full, 0.5), quantile(&mut full, 0.99));
     let (f50, f99) = (quantile(&mut floor, 0.5), quantile(&mut floor, 0.99));

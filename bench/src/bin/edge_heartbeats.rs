@@ -1,5 +1,5 @@
-//! 10,000 simulated edge nodes heartbeating every second into edge-registry, on this machine's nats-server and
-//! PostgreSQL, beside a bare async-nats subscriber on the same subject as the baseline.
+//! 10,000 simulated edge nodes heartbeating every second into edge-registry, on a nats-server with the lab's
+//! authorization and this machine's PostgreSQL, beside a bare async-nats subscriber on the same subject as the baseline.
 //!
 //! Steady phase: every node once a second, spread evenly; prints the registry's heartbeat lag p50/p99 (from its
 //! own histogram) next to the bare subscriber's. Saturation phase: heartbeats as fast as one publisher sends them,
@@ -128,8 +128,12 @@ async fn main() {
     let registry = edge_registry::Application::build(edge_registry::Config {
         http: HttpSettings::with_port(0),
         database: env.database(),
-        nats: env.nats(),
+        nats: env.nats("edge-registry"),
         auth: env.auth(),
+        callout: edge_registry::bus_access::CalloutSettings {
+            issuer_seed: Some(env.bus.issuer_seed()),
+            ..Default::default()
+        },
         liveness: edge_registry::liveness::LivenessSettings {
             heartbeat_interval_secs: 1,
             stale_after_missed: 30,
@@ -169,7 +173,9 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let client = async_nats::connect(testkit::nats_url()).await.unwrap();
+    // The bench's own clients are the test nats-server's harness user: one connection publishing for
+    // every simulated node (each real node connects as itself), one bare subscriber.
+    let client = env.bus.harness().await;
     let ns = env.namespace.clone();
     let subject = ns.subject(bus::Kind::NodeHeartbeat.pattern());
     let baseline = bare(&client, subject.clone()).await;
@@ -178,7 +184,7 @@ async fn main() {
     );
 
     // Steady: each node once a second, spread over 100 ticks of 10 ms.
-    let publisher = async_nats::connect(testkit::nats_url()).await.unwrap();
+    let publisher = env.bus.harness().await;
     let per_tick = nodes_n.div_ceil(100);
     let mut ticker = tokio::time::interval(Duration::from_millis(10));
     let mut sent = 0usize;
@@ -277,5 +283,4 @@ Goals: p99 lag under 100 ms ({}); at least half the bare rate ({}). The registry
     );
     println!("{report}");
     homestation_bench::append_result("edge-heartbeats", &report);
-    env.cleanup().await;
 }

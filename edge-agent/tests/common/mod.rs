@@ -1,5 +1,6 @@
-//! The edge on this machine: edge-registry and inventory in-process on the real PostgreSQL and nats-server,
-//! an OpenBao dev server of the test's own holding a K3s node token made here.
+//! The edge on this machine: edge-registry and inventory in-process on the real PostgreSQL and a nats-server
+//! with the lab's authorization (edge-registry answering its auth callout), an OpenBao dev server of the
+//! test's own holding a K3s node token made here. `js` reads the streams as the test's harness user.
 #![allow(dead_code)] // each test file uses a different part of this harness
 
 use std::time::Duration;
@@ -57,7 +58,7 @@ pub async fn start_with(liveness: LivenessSettings) -> Edge {
             url: SecretString::from(inventory_db.url.clone()),
             ..Default::default()
         },
-        nats: env.nats(),
+        nats: env.nats("inventory"),
         auth: env.auth(),
         ..Default::default()
     })
@@ -66,8 +67,12 @@ pub async fn start_with(liveness: LivenessSettings) -> Edge {
     let registry = edge_registry::Application::build(edge_registry::Config {
         http: HttpSettings::with_port(0),
         database: env.database(),
-        nats: env.nats(),
+        nats: env.nats("edge-registry"),
         auth: env.auth(),
+        callout: edge_registry::bus_access::CalloutSettings {
+            issuer_seed: Some(env.bus.issuer_seed()),
+            ..Default::default()
+        },
         vault: VaultSettings {
             address: bao.address.clone(),
             token: SecretString::from(bao.root_token.clone()),
@@ -84,7 +89,7 @@ pub async fn start_with(liveness: LivenessSettings) -> Edge {
     .expect("edge-registry builds");
     let registry_url = format!("http://{}", registry.http_addr());
     let inventory_url = format!("http://{}", inventory.http_addr());
-    let js = async_nats::jetstream::new(async_nats::connect(testkit::nats_url()).await.unwrap());
+    let js = env.bus.jetstream().await;
     let registry_db = sqlx::PgPool::connect(&env.db.url).await.unwrap();
     Edge {
         registry: registry_url,
@@ -192,6 +197,5 @@ impl Edge {
         for app in self.apps {
             app.stop().await.expect("clean stop");
         }
-        self.env.cleanup().await;
     }
 }

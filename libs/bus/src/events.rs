@@ -9,9 +9,10 @@ use uuid::Uuid;
 
 use crate::subject::{Namespace, Stream};
 
-/// Declares every event: its kind, its subject (a `*` is filled from the payload), its stream and payload type.
+/// Declares every event: its kind, its subject (a `*` is filled from the payload), its stream, who may
+/// publish it (`libs/bus/src/access.rs` derives each identity's NATS permissions from this) and its payload.
 macro_rules! events {
-    ($( $(#[$doc:meta])* $variant:ident => $subject:literal in $stream:ident : $payload:ty ),+ $(,)?) => {
+    ($( $(#[$doc:meta])* $variant:ident => $subject:literal in $stream:ident by $by:ident $(($who:literal))? : $payload:ty ),+ $(,)?) => {
         /// What an event is, independent of its payload.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Kind { $( $(#[$doc])* $variant ),+ }
@@ -26,6 +27,11 @@ macro_rules! events {
 
             pub fn stream(self) -> Stream {
                 match self { $(Kind::$variant => Stream::$stream),+ }
+            }
+
+            /// Who may publish this kind: the bus refuses it from anyone else.
+            pub fn publisher(self) -> By {
+                match self { $(Kind::$variant => By::$by $(($who))?),+ }
             }
         }
 
@@ -51,28 +57,39 @@ macro_rules! events {
 
 events! {
     /// An edge node presented a valid join token and was recorded.
-    NodeEnrolled => "edge.v1.node.enrolled" in Edge: NodeEnrolled,
-    /// An edge node is alive; sent every few seconds.
-    NodeHeartbeat => "edge.v1.node.*.heartbeat" in Heartbeats: NodeHeartbeat,
+    NodeEnrolled => "edge.v1.node.enrolled" in Edge by Service("edge-registry"): NodeEnrolled,
+    /// An edge node is alive; sent every few seconds by the node itself, on its own subject.
+    NodeHeartbeat => "edge.v1.node.*.heartbeat" in Heartbeats by EachEdgeNode: NodeHeartbeat,
     /// An edge node missed enough heartbeats to be declared offline.
-    NodeOffline => "edge.v1.node.offline" in Edge: NodeLiveness,
+    NodeOffline => "edge.v1.node.offline" in Edge by Service("edge-registry"): NodeLiveness,
     /// An offline edge node is heard from again.
-    NodeOnline => "edge.v1.node.online" in Edge: NodeLiveness,
-    DeploySynced => "deploy.v1.synced" in Deploy: Deployment,
-    DeployHealthy => "deploy.v1.healthy" in Deploy: Deployment,
-    DeployDegraded => "deploy.v1.degraded" in Deploy: Deployment,
-    DeployRolledBack => "deploy.v1.rolled_back" in Deploy: Deployment,
-    BackupRunStarted => "backup.v1.run.started" in Backup: BackupRun,
-    BackupRunSucceeded => "backup.v1.run.succeeded" in Backup: BackupRun,
-    BackupRunFailed => "backup.v1.run.failed" in Backup: BackupRun,
-    BackupDrillPassed => "backup.v1.drill.passed" in Backup: BackupDrill,
-    BackupDrillFailed => "backup.v1.drill.failed" in Backup: BackupDrill,
+    NodeOnline => "edge.v1.node.online" in Edge by Service("edge-registry"): NodeLiveness,
+    DeploySynced => "deploy.v1.synced" in Deploy by Service("deployer"): Deployment,
+    DeployHealthy => "deploy.v1.healthy" in Deploy by Service("deployer"): Deployment,
+    DeployDegraded => "deploy.v1.degraded" in Deploy by Service("deployer"): Deployment,
+    DeployRolledBack => "deploy.v1.rolled_back" in Deploy by Service("deployer"): Deployment,
+    BackupRunStarted => "backup.v1.run.started" in Backup by Service("backup"): BackupRun,
+    BackupRunSucceeded => "backup.v1.run.succeeded" in Backup by Service("backup"): BackupRun,
+    BackupRunFailed => "backup.v1.run.failed" in Backup by Service("backup"): BackupRun,
+    BackupDrillPassed => "backup.v1.drill.passed" in Backup by Service("backup"): BackupDrill,
+    BackupDrillFailed => "backup.v1.drill.failed" in Backup by Service("backup"): BackupDrill,
     /// A secret got a new version; the value itself never travels on the bus.
-    SecretRotated => "secrets.v1.rotated" in Secrets: SecretRotated,
-    /// A consumer reloaded a rotated secret's version.
-    SecretAcknowledged => "secrets.v1.acknowledged" in Secrets: SecretAcknowledged,
+    SecretRotated => "secrets.v1.rotated" in Secrets by Service("secrets-rotator"): SecretRotated,
+    /// A consumer reloaded a rotated secret's version; each service acknowledges on its own subject only.
+    SecretAcknowledged => "secrets.v1.acknowledged.*" in Secrets by EachService: SecretAcknowledged,
     /// Something in inventory's view of the lab changed.
-    InventoryChanged => "inventory.v1.changed" in Inventory: InventoryChanged,
+    InventoryChanged => "inventory.v1.changed" in Inventory by Service("inventory"): InventoryChanged,
+}
+
+/// Who may publish an event kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    /// One service of the lab, by its name (its NATS user).
+    Service(&'static str),
+    /// Every service, each on the subject whose `*` is its own name.
+    EachService,
+    /// Every enrolled edge node, each on the subject whose `*` is its own node id.
+    EachEdgeNode,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +202,7 @@ impl Event {
     fn wildcard(&self) -> Option<String> {
         match self {
             Event::NodeHeartbeat(h) => Some(h.node_id.to_string()),
+            Event::SecretAcknowledged(a) => Some(a.consumer.clone()),
             _ => None,
         }
     }

@@ -1,5 +1,7 @@
 //! HomeStation's event bus on NATS JetStream: typed, versioned subjects and payloads; durable publish and consume.
 
+pub mod access;
+pub mod callout;
 mod consume;
 mod events;
 mod metrics;
@@ -16,7 +18,7 @@ pub use events::*;
 pub use metrics::{BusMetrics, names as metric_names};
 pub use propagation::{extract_context, inject_context};
 pub use publish::Publisher;
-pub use subject::{Namespace, Stream, ensure_streams};
+pub use subject::{Namespace, Stream, StreamLimits, ensure_streams};
 
 /// A service's connection to the bus: the NATS client, JetStream and its namespace, with every stream ensured.
 #[derive(Clone)]
@@ -34,7 +36,10 @@ impl Connection {
             .await
             .map_err(|e| BusError::Connect(e.to_string()))?;
         let js = async_nats::jetstream::new(client.clone());
-        ensure_streams(&js, &namespace).await?;
+        let limits = StreamLimits {
+            max_bytes: settings.stream_max_bytes,
+        };
+        ensure_streams(&js, &namespace, service, &limits).await?;
         Ok(Self {
             client,
             js,
@@ -61,6 +66,8 @@ pub enum BusError {
     Publish { subject: String, reason: String },
     #[error("consuming from {stream}: {reason}")]
     Consume { stream: String, reason: String },
+    #[error("auth callout: {0}")]
+    Callout(String),
 }
 
 pub type Result<T, E = BusError> = std::result::Result<T, E>;

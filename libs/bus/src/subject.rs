@@ -105,6 +105,16 @@ impl Stream {
         ns.stream_name(self)
     }
 
+    /// At most this many bytes are kept; past it a publish is refused (nothing stored is dropped), so no
+    /// identity can fill the volume (10 GiB in `argocd/platform/nats.yaml`; the limits add up to 6 GiB).
+    pub fn max_bytes(self) -> i64 {
+        const MIB: i64 = 1 << 20;
+        match self {
+            Stream::Heartbeats | Stream::DeadLetter => 512 * MIB,
+            _ => 1024 * MIB,
+        }
+    }
+
     /// Heartbeats matter only while fresh; everything else is kept a week for replays and audits.
     fn max_age(self) -> Duration {
         match self {
@@ -114,7 +124,7 @@ impl Stream {
         }
     }
 
-    fn subjects(self, ns: &Namespace) -> Vec<String> {
+    pub(crate) fn subjects(self, ns: &Namespace) -> Vec<String> {
         if self == Stream::DeadLetter {
             return vec![ns.subject(&format!("{DEAD_LETTER_ROOT}.>"))];
         }
@@ -125,13 +135,16 @@ impl Stream {
             .collect()
     }
 
-    fn config(self, ns: &Namespace) -> stream::Config {
+    fn config(self, ns: &Namespace, limits: &StreamLimits) -> stream::Config {
         stream::Config {
             name: self.name(ns),
             subjects: self.subjects(ns),
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             max_age: self.max_age(),
+            max_bytes: limits.max_bytes.unwrap_or_else(|| self.max_bytes()),
+            // A full stream refuses new events rather than dropping the oldest: nothing acknowledged is lost.
+            discard: stream::DiscardPolicy::New,
             // Publishes carry Nats-Msg-Id; a retry within this window is dropped by the server.
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
@@ -139,15 +152,34 @@ impl Stream {
     }
 }
 
-/// Creates or updates every stream in `ns`; idempotent, run by every service at start.
-pub async fn ensure_streams(js: &jetstream::Context, ns: &Namespace) -> crate::Result<()> {
+/// Overrides of the streams' limits (`[nats] stream_max_bytes`), for a test that fills a stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamLimits {
+    pub max_bytes: Option<i64>,
+}
+
+/// Creates every stream `service` publishes into or reads, and updates those it owns (publishes into).
+/// Idempotent, run by every service at start; a stream someone else owns is created if missing and
+/// otherwise left as it is, since the bus lets only the owner change it (`access.rs`).
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    ns: &Namespace,
+    service: &str,
+    limits: &StreamLimits,
+) -> crate::Result<()> {
     for stream in Stream::ALL {
-        js.create_or_update_stream(stream.config(ns))
-            .await
-            .map_err(|e| BusError::Stream {
-                stream: stream.name(ns),
-                reason: e.to_string(),
-            })?;
+        let config = stream.config(ns, limits);
+        let result = if crate::access::owns(service, stream) {
+            js.create_or_update_stream(config).await.map(drop)
+        } else if crate::access::touches(service, stream) {
+            js.get_or_create_stream(config).await.map(drop)
+        } else {
+            continue;
+        };
+        result.map_err(|e| BusError::Stream {
+            stream: stream.name(ns),
+            reason: e.to_string(),
+        })?;
     }
     Ok(())
 }
@@ -180,5 +212,24 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), Kind::ALL.len() + 1);
+    }
+
+    #[test]
+    fn the_stream_limits_fit_the_volume() {
+        let total: i64 = Stream::ALL.iter().map(|s| s.max_bytes()).sum();
+        // The volume the lab gives JetStream, as argocd/platform/nats.yaml says it.
+        let values = include_str!("../../../argocd/platform/nats.yaml");
+        let volume: i64 = values
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("size: ")?.strip_suffix("Gi"))
+            .and_then(|gi| gi.parse().ok())
+            .expect("nats.yaml names the JetStream volume's size in Gi");
+        assert!(
+            total < volume << 30,
+            "streams may hold {total} bytes, the volume is {volume} GiB"
+        );
+        let config = Stream::Edge.config(&Namespace::production(), &StreamLimits::default());
+        assert_eq!(config.discard, stream::DiscardPolicy::New);
+        assert_eq!(config.max_bytes, Stream::Edge.max_bytes());
     }
 }

@@ -39,6 +39,8 @@ impl Handler for Flaky {
 }
 
 struct Setup {
+    /// The test's own nats-server (authentication on); the test reads and writes as its harness user.
+    _bus: testkit::TestBus,
     ns: Namespace,
     js: async_nats::jetstream::Context,
     shutdown: Shutdown,
@@ -46,11 +48,16 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let ns = testkit::nats_namespace().await;
-    let client = async_nats::connect(testkit::nats_url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    bus::ensure_streams(&js, &ns).await.unwrap();
+    let ns = testkit::fresh_namespace();
+    let test_bus = testkit::TestBus::start(ns.clone()).await;
+    let js = test_bus.jetstream().await;
+    for service in bus::access::service_names() {
+        bus::ensure_streams(&js, &ns, service, &bus::StreamLimits::default())
+            .await
+            .unwrap();
+    }
     Setup {
+        _bus: test_bus,
         ns,
         js,
         shutdown: Shutdown::new(),
@@ -119,7 +126,6 @@ async fn a_transient_failure_is_retried_until_it_succeeds() {
     );
     s.shutdown.trigger();
     consumer.await.unwrap().unwrap();
-    testkit::drop_namespace(&s.ns).await;
 }
 
 #[tokio::test]
@@ -165,7 +171,6 @@ async fn a_failure_that_persists_is_dead_lettered_after_max_attempts() {
     assert!(rx.try_recv().is_err());
     s.shutdown.trigger();
     consumer.await.unwrap().unwrap();
-    testkit::drop_namespace(&s.ns).await;
 }
 
 #[tokio::test]
@@ -197,7 +202,6 @@ async fn the_consumer_span_continues_the_publishers_trace() {
 
     s.shutdown.trigger();
     consumer.await.unwrap().unwrap();
-    testkit::drop_namespace(&s.ns).await;
     use opentelemetry::trace::SpanKind;
     let publish = capture
         .of_kind(SpanKind::Producer)

@@ -8,10 +8,21 @@ use service_kit::auth::AuthSettings;
 use service_kit::{HttpSettings, Shutdown};
 use testkit::TestEnv;
 
+/// The service these tests open a core for: a NATS user of the test's nats-server like any other.
+const SERVICE: &str = "core-test";
+
+/// A TestEnv whose nats-server knows [`SERVICE`].
+async fn env() -> TestEnv {
+    TestEnv::with_bus(testkit::BusOptions {
+        extra_services: vec![SERVICE],
+    })
+    .await
+}
+
 const NO_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate::Migrator::DEFAULT;
 
 async fn open(env: &TestEnv, http: &HttpSettings, auth: &AuthSettings) -> Result<Core, Error> {
-    let (database, nats) = (env.database(), env.nats());
+    let (database, nats) = (env.database(), env.nats(SERVICE));
     let settings = Settings {
         http,
         database: &database,
@@ -19,12 +30,12 @@ async fn open(env: &TestEnv, http: &HttpSettings, auth: &AuthSettings) -> Result
         auth,
         shutdown_grace_secs: 5,
     };
-    Core::open("core-test", settings, &NO_MIGRATIONS).await
+    Core::open(SERVICE, settings, &NO_MIGRATIONS).await
 }
 
 #[tokio::test]
 async fn serves_api_routes_behind_auth_beside_health_and_metrics_then_stops_on_shutdown() {
-    let env = TestEnv::new().await;
+    let env = env().await;
     let core = open(&env, &HttpSettings::with_port(0), &env.auth())
         .await
         .expect("core opens");
@@ -72,12 +83,11 @@ async fn serves_api_routes_behind_auth_beside_health_and_metrics_then_stops_on_s
 
     shutdown.trigger();
     running.until_stopped().await.expect("a clean stop");
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_failing_task_stops_the_service_and_is_named() {
-    let env = TestEnv::new().await;
+    let env = env().await;
     let core = open(&env, &HttpSettings::with_port(0), &env.auth())
         .await
         .expect("core opens");
@@ -90,12 +100,11 @@ async fn a_failing_task_stops_the_service_and_is_named() {
         "scheduler stopped: policy table vanished"
     );
     assert!(shutdown.is_triggered(), "the other tasks were told to stop");
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_taken_port_and_a_malformed_token_hash_are_named_at_start() {
-    let env = TestEnv::new().await;
+    let env = env().await;
     let first = open(&env, &HttpSettings::with_port(0), &env.auth())
         .await
         .expect("core opens");
@@ -119,5 +128,4 @@ async fn a_taken_port_and_a_malformed_token_hash_are_named_at_start() {
         error.to_string().contains("sha256 must be 64 hex digits"),
         "{error}"
     );
-    env.cleanup().await;
 }

@@ -151,6 +151,13 @@ pub struct NatsSettings {
     /// Prefix of every subject and stream; empty in production, unique per test.
     pub namespace: String,
     pub connect_timeout_secs: u64,
+    /// The NATS user; the service's own name when unset. Each identity has its own (`libs/bus/src/access.rs`).
+    pub user: Option<String>,
+    /// The user's password; in a cluster Vault Agent renders it into the secrets file. Unset: no credential
+    /// is sent, which a HomeStation nats-server refuses.
+    pub password: Option<SecretString>,
+    /// Overrides every stream's byte limit (a test that fills a stream); the defaults are in `libs/bus`.
+    pub stream_max_bytes: Option<i64>,
 }
 
 impl Default for NatsSettings {
@@ -159,16 +166,32 @@ impl Default for NatsSettings {
             url: "nats://127.0.0.1:4222".into(),
             namespace: String::new(),
             connect_timeout_secs: 5,
+            user: None,
+            password: None,
+            stream_max_bytes: None,
         }
     }
 }
 
 impl NatsSettings {
+    /// The prefix of `user`'s reply subjects: the bus lets each identity subscribe under its own only.
+    pub fn inbox_prefix(user: &str) -> String {
+        format!("_INBOX.{user}")
+    }
+
+    /// Connects as `name` (or the configured user) with the configured password.
     pub async fn connect(&self, name: &str) -> Result<async_nats::Client, ConfigError> {
-        async_nats::ConnectOptions::new()
+        let user = self.user.as_deref().unwrap_or(name);
+        let mut options = async_nats::ConnectOptions::new()
             .name(name)
+            .custom_inbox_prefix(Self::inbox_prefix(user))
             .connection_timeout(Duration::from_secs(self.connect_timeout_secs))
-            .retry_on_initial_connect()
+            .retry_on_initial_connect();
+        if let Some(password) = &self.password {
+            options =
+                options.user_and_password(user.to_owned(), password.expose_secret().to_owned());
+        }
+        options
             .connect(&self.url)
             .await
             .map_err(|e| ConfigError(format!("nats.url {}: {e}", self.url)))

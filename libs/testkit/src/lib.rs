@@ -1,7 +1,7 @@
 //! Test harness for HomeStation services: a fresh database and NATS namespace per test, tokens, captured spans.
 //!
-//! Everything here talks to real servers (PostgreSQL and nats-server, started by `make test`).
-//! `HOMESTATION_TEST_DATABASE_URL` and `HOMESTATION_TEST_NATS_URL` point elsewhere when needed.
+//! Everything here talks to real servers: PostgreSQL (started by `make test`; `HOMESTATION_TEST_DATABASE_URL`
+//! points elsewhere) and a nats-server with authentication each [`TestEnv`] starts for itself (`nats.rs`).
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,34 +15,25 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use uuid::Uuid;
 
+mod nats;
 mod restartable;
 mod servers;
+pub use nats::{
+    BusOptions, HARNESS_USER, TestBus, drop_namespace, fresh_namespace, nats_namespace,
+    nats_server_binary, nats_url,
+};
 pub use restartable::Restartable;
 pub use servers::{
     OpenBao, PasswordPostgres, S3Server, openbao, openbao_raft, postgres_with_passwords, s3,
 };
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 /// Test databases older than this are dropped by later runs (a crashed test leaves its database behind).
 const STALE_AFTER: Duration = Duration::from_secs(3600);
-/// Streams of test namespaces older than this are deleted by later runs; tests delete their own when they
-/// stop, so only a crashed test leaves any, and nats-server must not gather thousands of them.
-const STALE_STREAMS_AFTER: Duration = Duration::from_secs(20 * 60);
 const DB_PREFIX: &str = "hs_test_";
 
 fn admin_url() -> String {
     std::env::var("HOMESTATION_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into())
-}
-
-pub fn nats_url() -> String {
-    std::env::var("HOMESTATION_TEST_NATS_URL").unwrap_or_else(|_| DEFAULT_NATS_URL.into())
-}
-
-/// A database created for one test on the real PostgreSQL.
-/// A JetStream context on the test NATS server.
-async fn jetstream() -> async_nats::jetstream::Context {
-    async_nats::jetstream::new(async_nats::connect(nats_url()).await.expect("nats"))
 }
 
 pub struct TestDatabase {
@@ -93,53 +84,6 @@ async fn drop_stale(conn: &mut PgConnection, now: u64) {
                 )))
                 .await;
         }
-    }
-}
-
-/// A NATS namespace no other test uses: its streams and subjects are its own.
-/// Streams of namespaces older than an hour (left by crashed or finished runs) are deleted first.
-pub async fn nats_namespace() -> bus::Namespace {
-    let client = async_nats::connect(nats_url()).await.unwrap_or_else(|e| {
-        panic!(
-            "nats-server at {} is not reachable ({e}); run `make services`",
-            nats_url()
-        )
-    });
-    let js = async_nats::jetstream::new(client);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    delete_stale_streams(&js, now).await;
-    let raw = format!("t{now}-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    bus::Namespace::parse(&raw).expect("test namespaces are valid")
-}
-
-async fn delete_stale_streams(js: &async_nats::jetstream::Context, now: u64) {
-    use futures_util::TryStreamExt;
-    let Ok(names) = js.stream_names().try_collect::<Vec<String>>().await else {
-        return;
-    };
-    for name in names {
-        // Test streams are named T<seconds>_<random>_<STREAM>.
-        let created = name
-            .strip_prefix('T')
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|t| t.parse::<u64>().ok());
-        if created.is_some_and(|t| now.saturating_sub(t) > STALE_STREAMS_AFTER.as_secs()) {
-            let _ = js.delete_stream(&name).await;
-        }
-    }
-}
-
-/// Deletes every stream of a test namespace (call when the test is done with it).
-pub async fn drop_namespace(ns: &bus::Namespace) {
-    let Ok(client) = async_nats::connect(nats_url()).await else {
-        return;
-    };
-    let js = async_nats::jetstream::new(client);
-    for stream in bus::Stream::ALL {
-        let _ = js.delete_stream(stream.name(ns)).await;
     }
 }
 
@@ -265,21 +209,29 @@ pub struct Tokens {
     pub viewer: String,
 }
 
-/// Everything a service test needs from the kit: a fresh database, a fresh namespace, and a token per role.
+/// Everything a service test needs from the kit: a fresh database, a nats-server with the lab's
+/// authorization and a namespace of its own, and a token per role.
 pub struct TestEnv {
     pub db: TestDatabase,
     pub namespace: bus::Namespace,
+    pub bus: TestBus,
     pub tokens: Tokens,
     auth: service_kit::auth::AuthSettings,
 }
 
 impl TestEnv {
     pub async fn new() -> Self {
+        Self::with_bus(BusOptions::default()).await
+    }
+
+    /// A TestEnv whose nats-server knows more services than the lab's (`BusOptions`).
+    pub async fn with_bus(options: BusOptions) -> Self {
         use service_kit::Role;
         use service_kit::auth::{AuthSettings, ServiceToken};
         init_logs();
         let db = database().await;
-        let namespace = nats_namespace().await;
+        let namespace = fresh_namespace();
+        let bus = TestBus::start_with(namespace.clone(), options).await;
         let mut service_tokens = Vec::new();
         let mut issue = |name: &str, role| {
             let (token, sha256) = token();
@@ -302,6 +254,7 @@ impl TestEnv {
         Self {
             db,
             namespace,
+            bus,
             tokens,
             auth,
         }
@@ -314,12 +267,9 @@ impl TestEnv {
         }
     }
 
-    pub fn nats(&self) -> service_kit::NatsSettings {
-        service_kit::NatsSettings {
-            url: nats_url(),
-            namespace: self.namespace.as_str().to_owned(),
-            ..Default::default()
-        }
+    /// `service`'s bus settings: its own NATS user, as the lab configures it.
+    pub fn nats(&self, service: &str) -> service_kit::NatsSettings {
+        self.bus.settings(service)
     }
 
     pub fn auth(&self) -> service_kit::auth::AuthSettings {
@@ -329,7 +279,7 @@ impl TestEnv {
     /// The events on one of this test's streams so far, in order, as (subject without the namespace,
     /// the event's data).
     pub async fn events(&self, stream: bus::Stream) -> Vec<(String, serde_json::Value)> {
-        self.events_on(&jetstream().await, stream).await
+        self.events_on(&self.bus.jetstream().await, stream).await
     }
 
     /// The data of `subject`'s events once there are at least `count` of them. A service's outbox
@@ -341,7 +291,7 @@ impl TestEnv {
         subject: &str,
         count: usize,
     ) -> Vec<serde_json::Value> {
-        let js = jetstream().await;
+        let js = self.bus.jetstream().await;
         eventually(
             &format!("{count} {subject} event(s)"),
             Duration::from_secs(20),
@@ -359,7 +309,7 @@ impl TestEnv {
         .await
     }
 
-    async fn events_on(
+    pub async fn events_on(
         &self,
         js: &async_nats::jetstream::Context,
         stream: bus::Stream,
@@ -378,11 +328,6 @@ impl TestEnv {
             }
         }
         events
-    }
-
-    /// Deletes this test's streams; its database goes with the stale-database sweep.
-    pub async fn cleanup(&self) {
-        drop_namespace(&self.namespace).await;
     }
 }
 

@@ -15,6 +15,8 @@ pub struct Restartable {
     pub port: u16,
     /// How a client reaches it: `nats://…` or `postgres://…`.
     pub url: String,
+    /// The user and password its readiness is probed with, where authentication is on.
+    probe: Option<(String, String)>,
     dir: PathBuf,
     command: fn(&Restartable) -> Command,
     /// The signal that stops it cleanly: SIGTERM for nats-server (it flushes its streams), SIGINT for
@@ -24,15 +26,37 @@ pub struct Restartable {
 }
 
 impl Restartable {
-    /// nats-server with JetStream storing its streams in files.
+    /// nats-server with JetStream storing its streams in files, anonymous.
     pub async fn nats() -> Self {
         let port = free_port();
-        let mut server = Self::new(port, format!("nats://127.0.0.1:{port}"), "-TERM", |s| {
-            let mut c = Command::new("nats-server");
-            c.args(["-js", "-a", "127.0.0.1", "-p", &s.port.to_string(), "-sd"])
-                .arg(s.dir.join("jetstream"));
-            c
-        });
+        let mut server = Self::new(
+            port,
+            format!("nats://127.0.0.1:{port}"),
+            "-TERM",
+            nats_command,
+        );
+        server.start().await;
+        server
+    }
+
+    /// nats-server from the configuration `config(port, store_dir)` makes (authentication on), probed as
+    /// `user`. The file is written once: a restart comes back with the same users and data.
+    pub async fn nats_configured(
+        user: &str,
+        password: &str,
+        config: impl FnOnce(u16, &str) -> serde_json::Value,
+    ) -> Self {
+        let port = free_port();
+        let mut server = Self::new(
+            port,
+            format!("nats://127.0.0.1:{port}"),
+            "-TERM",
+            nats_command,
+        );
+        server.probe = Some((user.to_owned(), password.to_owned()));
+        let store = server.dir.join("jetstream").display().to_string();
+        let written = serde_json::to_vec_pretty(&config(port, &store)).expect("config serialises");
+        std::fs::write(server.dir.join("nats.json"), written).expect("the config is written");
         server.start().await;
         server
     }
@@ -85,6 +109,7 @@ impl Restartable {
         std::fs::create_dir_all(&dir).expect("a scratch folder");
         Self {
             port,
+            probe: None,
             url,
             dir,
             command,
@@ -107,11 +132,18 @@ impl Restartable {
             .expect("the server starts");
         self.child = Some(child);
         let url = self.url.clone();
+        let probe = self.probe.clone();
         eventually("the server to answer", Duration::from_secs(30), || {
-            let url = url.clone();
+            let (url, probe) = (url.clone(), probe.clone());
             async move {
                 if url.starts_with("nats") {
-                    async_nats::connect(&url).await.ok().map(drop)
+                    let options = match probe {
+                        Some((user, password)) => {
+                            async_nats::ConnectOptions::with_user_and_password(user, password)
+                        }
+                        None => async_nats::ConnectOptions::new(),
+                    };
+                    options.connect(&url).await.ok().map(drop)
                 } else {
                     use sqlx::Connection;
                     sqlx::PgConnection::connect(&url).await.ok().map(drop)
@@ -137,6 +169,19 @@ impl Restartable {
         tokio::time::sleep(down).await;
         self.start().await;
     }
+}
+
+/// nats-server 2.10+ (`crate::nats_server_binary`): from the server's config file when there is one.
+fn nats_command(s: &Restartable) -> Command {
+    let mut c = Command::new(crate::nats::nats_server_binary());
+    let config = s.dir.join("nats.json");
+    if config.exists() {
+        c.arg("-c").arg(config);
+    } else {
+        c.args(["-js", "-a", "127.0.0.1", "-p", &s.port.to_string(), "-sd"])
+            .arg(s.dir.join("jetstream"));
+    }
+    c
 }
 
 impl Drop for Restartable {

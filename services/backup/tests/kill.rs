@@ -44,9 +44,7 @@ scratch_dir = "{scratch}"
 [database]
 url = "{db}"
 [nats]
-url = "{nats}"
-namespace = "{ns}"
-[s3]
+{nats}[s3]
 endpoint = "{s3}"
 access_key_id = "test-made-up"
 secret_access_key = "test-made-up-too"
@@ -66,8 +64,7 @@ path = "{data}"
 "#,
             scratch = dir.join("scratch").display(),
             db = env.db.url,
-            nats = testkit::nats_url(),
-            ns = env.namespace.as_str(),
+            nats = env.bus.toml("backup"),
             s3 = s3_server.endpoint,
             key = key.display(),
             data = data.display(),
@@ -156,6 +153,5 @@ path = "{data}"
     );
 
     second.kill();
-    env.cleanup().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -468,13 +468,17 @@ async fn an_unreachable_source_fails_each_try_with_its_reason_and_is_retried() {
 
 #[tokio::test]
 async fn a_jetstream_stream_and_a_folder_restore_into_a_folder() {
-    let app0 = testkit::TestEnv::new().await;
-    let client = async_nats::connect(testkit::nats_url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let stream = format!(
-        "{}_ORDERS",
-        app0.namespace.as_str().replace('-', "_").to_uppercase()
-    );
+    // A stream of an app's own on the test's nats-server, made by its harness user; backup reads it
+    // as itself (it may read any stream, and change none).
+    let stream = "ORDERS".to_owned();
+    let folder = common::scratch_dir();
+    std::fs::write(folder.join("notes.txt"), "keep me").unwrap();
+    let app = TestBackup::start(json!([
+        { "name": "orders", "source": { "kind": "jetstream", "stream": stream } },
+        { "name": "notes", "source": { "kind": "folder", "path": folder } }
+    ]))
+    .await;
+    let js = app.env.bus.jetstream().await;
     js.create_stream(async_nats::jetstream::stream::Config {
         name: stream.clone(),
         subjects: vec![format!("{stream}.>")],
@@ -489,13 +493,6 @@ async fn a_jetstream_stream_and_a_folder_restore_into_a_folder() {
             .await
             .unwrap();
     }
-    let folder = common::scratch_dir();
-    std::fs::write(folder.join("notes.txt"), "keep me").unwrap();
-    let app = TestBackup::start(json!([
-        { "name": "orders", "source": { "kind": "jetstream", "stream": stream } },
-        { "name": "notes", "source": { "kind": "folder", "path": folder } }
-    ]))
-    .await;
     assert_eq!(app.run("orders").await["status"], "succeeded");
     assert_eq!(app.run("notes").await["status"], "succeeded");
     let backups = app.get("/v1/backups").await;
@@ -566,9 +563,7 @@ async fn a_jetstream_stream_and_a_folder_restore_into_a_folder() {
         "keep me"
     );
     assert!(!notes.join("already-here").exists());
-    js.delete_stream(&stream).await.unwrap();
     app.stop().await;
-    app0.cleanup().await;
     let _ = std::fs::remove_dir_all(folder);
 }
 

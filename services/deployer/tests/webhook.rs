@@ -95,7 +95,7 @@ async fn start() -> (String, testkit::TestEnv, Fake, testkit::RunningApp) {
     let config = deployer::Config {
         http: HttpSettings::with_port(0),
         database: env.database(),
-        nats: env.nats(),
+        nats: env.nats("deployer"),
         auth: env.auth(),
         repositories: vec![deployer::Repository {
             url: "git@github.com:lab/gitops.git".into(),
@@ -173,12 +173,11 @@ async fn a_push_syncs_exactly_the_apps_it_changed_and_a_replay_syncs_nothing() {
     assert_eq!(deployments[0]["status"], "requested");
     assert_eq!(deployments[0]["committed_at"], "2026-11-26T02:00:00Z");
     running.stop().await.unwrap();
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn bad_signatures_unknown_repositories_and_malformed_payloads_are_refused_without_a_sync() {
-    let (base, env, mut fake, running) = start().await;
+    let (base, _env, mut fake, running) = start().await;
     let (mut headers, body) = github_push("delivery-2", &["apps/guestbook/x"]);
     headers[2].1 = format!("sha256={}", "00".repeat(32));
     let (status, refused) = deliver(&base, &headers, body.clone()).await;
@@ -215,7 +214,6 @@ async fn bad_signatures_unknown_repositories_and_malformed_payloads_are_refused_
     assert_eq!(status, 400, "only pushes deploy");
     fake.no_call().await;
     running.stop().await.unwrap();
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -278,7 +276,6 @@ async fn sync_and_rollback_on_request_with_roles_and_auto_sync_respected() {
         "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
     );
     running.stop().await.unwrap();
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -312,7 +309,7 @@ async fn with_argo_cd_s_rest_api_configured_syncs_go_there_with_its_token() {
     let config = deployer::Config {
         http: HttpSettings::with_port(0),
         database: env.database(),
-        nats: env.nats(),
+        nats: env.nats("deployer"),
         auth: env.auth(),
         repositories: vec![deployer::Repository {
             url: "https://github.com/lab/gitops".into(),
@@ -346,5 +343,4 @@ async fn with_argo_cd_s_rest_api_configured_syncs_go_there_with_its_token() {
         "77aa88bb99cc00dd11ee22ff3344556677889900"
     );
     running.stop().await.unwrap();
-    env.cleanup().await;
 }

@@ -21,6 +21,7 @@ use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::SOURCE;
+use crate::bus_access::{BusCredential, NodeCredentials};
 use crate::domain::{
     self, EnrollRequest, Enrollment, JoinToken, JoinTokenRequest, K3sAgentConfig, Taint,
 };
@@ -33,6 +34,7 @@ pub struct AppState {
     pub outbox: Arc<Notify>,
     pub fleet: Fleet,
     pub node_token: NodeTokenReader,
+    pub credentials: Arc<NodeCredentials>,
     pub k3s: crate::K3sSettings,
     pub agents: AgentSettings,
     pub max_ttl_secs: u64,
@@ -82,6 +84,7 @@ pub fn public_router(state: AppState) -> Router {
         Enrolled,
         K3sAgentConfig,
         AgentSettings,
+        BusCredential,
         EdgeNode
     ))
 )]
@@ -187,6 +190,8 @@ pub struct Enrolled {
     pub name: String,
     pub k3s: K3sAgentConfig,
     pub agent: AgentSettings,
+    /// The node's own bus credential: it may publish its heartbeat subject and nothing else.
+    pub bus: BusCredential,
 }
 
 /// Enrols an edge node with a one-time join token; answers with its K3s agent configuration.
@@ -254,6 +259,7 @@ async fn enroll(
             node_taints: claimed.taints,
         },
         agent: s.agents.clone(),
+        bus: s.credentials.issue(node_id),
     };
     Ok((
         StatusCode::CREATED,

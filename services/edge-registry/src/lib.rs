@@ -1,6 +1,7 @@
 //! edge-registry: one-time join tokens, enrolment of edge nodes (K3s agent config over the tailnet), liveness.
 
 pub mod api;
+pub mod bus_access;
 pub mod domain;
 pub mod kube_nodes;
 pub mod liveness;
@@ -16,6 +17,7 @@ use service_kit::auth::AuthSettings;
 use service_kit::{DatabaseSettings, HttpSettings, NatsSettings, Shutdown, VaultSettings};
 
 use crate::api::{AgentSettings, NodeTokenReader};
+use crate::bus_access::{CalloutSettings, NodeCredentials};
 use crate::liveness::{Fleet, FleetMetrics, LivenessSettings};
 
 /// The source name on every event edge-registry publishes.
@@ -55,6 +57,8 @@ pub struct Config {
     pub k3s: K3sSettings,
     pub liveness: LivenessSettings,
     pub kube: kube_nodes::KubeSettings,
+    /// How edge nodes are admitted to the bus (the auth callout this service answers).
+    pub callout: CalloutSettings,
     /// The NATS URL agents publish heartbeats to (reachable over the tailnet); defaults to `nats.url`.
     pub agent_nats_url: Option<String>,
     /// The longest a join token may live.
@@ -73,6 +77,7 @@ impl Default for Config {
             k3s: K3sSettings::default(),
             liveness: LivenessSettings::default(),
             kube: kube_nodes::KubeSettings::default(),
+            callout: CalloutSettings::default(),
             agent_nats_url: None,
             max_token_ttl_secs: 7 * 24 * 3600,
             shutdown_grace_secs: 10,
@@ -96,6 +101,7 @@ pub struct Application {
     core: Core,
     heartbeats: async_nats::Subscriber,
     node_token: NodeTokenReader,
+    credentials: Arc<NodeCredentials>,
     config: Config,
 }
 
@@ -130,10 +136,14 @@ impl service_kit::Service for Application {
         let heartbeats = liveness::subscribe(&core.bus.client, &core.bus.namespace)
             .await
             .map_err(|e| Error::Config(format!("subscribing to heartbeats: {e}")))?;
+        let credentials = NodeCredentials::new(core.pool.clone(), &config.callout)
+            .map(Arc::new)
+            .map_err(Error::Config)?;
         Ok(Self {
             core,
             heartbeats,
             node_token,
+            credentials,
             config,
         })
     }
@@ -143,11 +153,24 @@ impl service_kit::Service for Application {
         let (pool, outbox) = (core.pool.clone(), core.outbox.clone());
         let fleet = Fleet::load(&pool, FleetMetrics::new(&core.metrics)).await?;
         let namespace = core.bus.namespace.clone();
+        let credentials = self.credentials;
+        // Answering before serving: an agent told to connect is admitted from the first heartbeat on.
+        let callout = bus::callout::start(
+            core.bus.client.clone(),
+            namespace.clone(),
+            credentials.issuer.clone(),
+            credentials.clone(),
+            credentials.ttl,
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|e| Error::Config(e.to_string()))?;
         let state = api::AppState {
             pool: pool.clone(),
             outbox: outbox.clone(),
             fleet: fleet.clone(),
             node_token: self.node_token,
+            credentials,
             k3s: self.config.k3s.clone(),
             agents: AgentSettings {
                 nats_url: self
@@ -165,6 +188,12 @@ impl service_kit::Service for Application {
             api::public_router(state),
             &shutdown,
         );
+        running.spawn("bus-callout", async move {
+            callout
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        });
         running.spawn(
             "heartbeats",
             liveness::listen(self.heartbeats, namespace, fleet.clone(), shutdown.clone()),

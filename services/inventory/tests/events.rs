@@ -234,7 +234,7 @@ async fn deploy_backup_and_secret_events_reach_the_summary() {
 #[tokio::test]
 async fn every_change_is_published_as_inventory_changed() {
     let app = spawn_inventory().await;
-    let client = async_nats::connect(testkit::nats_url()).await.unwrap();
+    let client = app.bus.harness().await;
     let mut changes = client
         .subscribe(app.namespace.subject("inventory.v1.changed"))
         .await

@@ -33,11 +33,7 @@ async fn spans_reach_an_otlp_receiver_and_are_flushed_on_sigterm() {
     let env = testkit::TestEnv::new().await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_inventory"))
         .env("HOMESTATION_INVENTORY__DATABASE__URL", &env.db.url)
-        .env("HOMESTATION_INVENTORY__NATS__URL", testkit::nats_url())
-        .env(
-            "HOMESTATION_INVENTORY__NATS__NAMESPACE",
-            env.namespace.as_str(),
-        )
+        .envs(env.bus.env_vars("inventory"))
         .env("HOMESTATION_INVENTORY__HTTP__PORT", "0")
         .env("HOMESTATION_INVENTORY__GRPC__PORT", "0")
         .env("HOMESTATION_LOG_FORMAT", "json")
@@ -82,7 +78,6 @@ async fn spans_reach_an_otlp_receiver_and_are_flushed_on_sigterm() {
         .expect("drains in time")
         .unwrap();
     assert!(status.success(), "SIGTERM is a clean stop: {status}");
-    env.cleanup().await;
 
     let bodies = received.lock().unwrap().clone();
     assert!(!bodies.is_empty(), "spans were exported before exit");

@@ -31,6 +31,11 @@ fn start_binary(config: &inventory::Config) -> Child {
             "HOMESTATION_INVENTORY__NATS__NAMESPACE",
             &config.nats.namespace,
         )
+        .env("HOMESTATION_INVENTORY__NATS__USER", "inventory")
+        .env(
+            "HOMESTATION_INVENTORY__NATS__PASSWORD",
+            config.nats.password.as_ref().unwrap().expose_secret(),
+        )
         .env("HOMESTATION_INVENTORY__HTTP__PORT", "0")
         .env("HOMESTATION_INVENTORY__GRPC__PORT", "0")
         // A killed consumer's unacked events come back after ack_wait; keep the test short.
@@ -64,11 +69,13 @@ async fn sigkill_while_events_flow_loses_nothing_and_applies_nothing_twice() {
     })
     .await;
 
-    let js = async_nats::jetstream::new(async_nats::connect(testkit::nats_url()).await.unwrap());
-    // Like every service, the publisher ensures the streams (idempotent) rather than racing inventory's start.
-    bus::ensure_streams(&js, &namespace).await.unwrap();
+    // The publisher is backup, as itself; like every service it ensures the streams it publishes into
+    // (idempotent) rather than racing inventory's start.
+    let js = bus::Connection::open(&env.bus.settings("backup"), "backup")
+        .await
+        .unwrap()
+        .js;
     let backup_stream = bus::Stream::Backup.name(&namespace);
-    let namespace_for_cleanup = namespace.clone();
     let publisher = Publisher::new(js.clone(), namespace, "backup");
     let sender = tokio::spawn(async move {
         for i in 0..EVENTS {
@@ -135,5 +142,4 @@ async fn sigkill_while_events_flow_loses_nothing_and_applies_nothing_twice() {
     assert_eq!(distinct, EVENTS as i64);
     child.start_kill().unwrap();
     let _ = child.wait().await;
-    testkit::drop_namespace(&namespace_for_cleanup).await;
 }

@@ -78,9 +78,7 @@ async fn a_rotation_killed_after_delivery_is_finished_at_restart_and_no_secret_r
             r#"[database]
 url = "{db}"
 [nats]
-url = "{nats}"
-namespace = "{ns}"
-[vault]
+{nats}[vault]
 address = "{vault}"
 token = "{vault_token}"
 [[auth.service_tokens]]
@@ -111,8 +109,7 @@ database_url = "postgres://127.0.0.1:{pg_port}/shop"
 users = ["shop_a", "shop_b"]
 "#,
             db = env.db.url,
-            nats = testkit::nats_url(),
-            ns = env.namespace.as_str(),
+            nats = env.bus.toml("secrets-rotator"),
             vault = bao.address,
             vault_token = bao.root_token,
             pg_admin = pg.admin_url,
@@ -224,6 +221,5 @@ users = ["shop_a", "shop_b"]
             .iter()
             .all(|row| !row.contains(&new_token) && !row.contains(&db_password))
     );
-    env.cleanup().await;
     let _ = std::fs::remove_dir_all(dir);
 }

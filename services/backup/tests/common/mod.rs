@@ -117,7 +117,7 @@ impl TestBackup {
         backup::Config {
             http: service_kit::HttpSettings::with_port(0),
             database: self.env.database(),
-            nats: self.env.nats(),
+            nats: self.env.nats("backup"),
             auth: self.env.auth(),
             s3: self.s3_settings.clone(),
             bucket: self.bucket.clone(),
@@ -240,7 +240,6 @@ impl TestBackup {
         if let Some(app) = self.app.take() {
             app.stop().await.expect("backup stops cleanly");
         }
-        self.env.cleanup().await;
         let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }

@@ -1,4 +1,6 @@
-//! Spawns inventory against the real PostgreSQL and nats-server, with a fresh database and namespace per test.
+//! Spawns inventory against the real PostgreSQL and a nats-server of the test's own (the lab's
+//! authorization on), with a fresh database and namespace per test. The test publishes other services'
+//! events as the server's harness user (`js`), which may publish any subject; inventory reads as itself.
 #![allow(dead_code)] // each test file uses a different part of this harness
 
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ pub struct TestInventory {
     pub pool: PgPool,
     pub js: async_nats::jetstream::Context,
     pub client: reqwest::Client,
+    pub bus: testkit::TestBus,
     app: RunningApp,
 }
 
@@ -27,7 +30,7 @@ pub fn config_for(env: &TestEnv) -> Config {
         http: HttpSettings::with_port(0),
         grpc: HttpSettings::with_port(0),
         database: env.database(),
-        nats: env.nats(),
+        nats: env.nats("inventory"),
         auth: env.auth(),
         shutdown_grace_secs: 5,
         ..Default::default()
@@ -41,6 +44,7 @@ pub async fn spawn_inventory() -> TestInventory {
         db,
         namespace,
         tokens,
+        bus,
         ..
     } = env;
     let app = Application::build(config).await.expect("inventory builds");
@@ -48,9 +52,7 @@ pub async fn spawn_inventory() -> TestInventory {
     let grpc = app.grpc_addr();
     let running = testkit::spawn(app);
     let pool = PgPool::connect(&db.url).await.expect("test pool");
-    let client = async_nats::connect(testkit::nats_url())
-        .await
-        .expect("nats");
+    let js = bus.jetstream().await;
     TestInventory {
         base,
         grpc,
@@ -58,7 +60,8 @@ pub async fn spawn_inventory() -> TestInventory {
         namespace,
         db,
         pool,
-        js: async_nats::jetstream::new(client),
+        js,
+        bus,
         client: testkit::http_client(),
         app: running,
     }
@@ -130,6 +133,5 @@ impl TestInventory {
 
     pub async fn stop(self) {
         self.app.stop().await.expect("clean stop");
-        testkit::drop_namespace(&self.namespace).await;
     }
 }

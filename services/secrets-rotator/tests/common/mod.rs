@@ -7,28 +7,30 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use service_kit::{HttpSettings, Service, VaultSettings};
 
+/// The service consuming the tests' secrets.
+pub const SHOP: &str = "shop";
+
 pub struct TestRotator {
     pub base: String,
     pub env: testkit::TestEnv,
     pub bao: testkit::OpenBao,
     pub client: reqwest::Client,
-    pub bus: bus::Connection,
     app: Option<testkit::RunningApp>,
 }
 
 impl TestRotator {
     pub async fn start(policies: Value) -> Self {
-        let env = testkit::TestEnv::new().await;
+        // "shop": the consuming service of the tests, a NATS user as a `make app` service is.
+        let env = testkit::TestEnv::with_bus(testkit::BusOptions {
+            extra_services: vec![SHOP],
+        })
+        .await;
         let bao = testkit::openbao().await;
-        let bus = bus::Connection::open(&env.nats(), "test-consumer")
-            .await
-            .unwrap();
         let mut this = Self {
             base: String::new(),
             env,
             bao,
             client: testkit::http_client(),
-            bus,
             app: None,
         };
         this.restart(policies).await;
@@ -47,7 +49,7 @@ impl TestRotator {
         secrets_rotator::Config {
             http: HttpSettings::with_port(0),
             database: self.env.database(),
-            nats: self.env.nats(),
+            nats: self.env.nats("secrets-rotator"),
             auth: self.env.auth(),
             vault: self.vault(),
             policies: serde_json::from_value(policies).expect("policies parse"),
@@ -117,7 +119,8 @@ impl TestRotator {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    /// A consumer of `path` as a service runs one: it reloads on rotation and acknowledges.
+    /// A consumer of `path` as the service `name` runs one, on its own bus connection: it reloads on
+    /// rotation and acknowledges under its own name.
     pub async fn consumer(&self, path: &str, name: &str) -> secrets_client::Secret {
         self.consumer_applying(path, name, |_| {}).await
     }
@@ -130,14 +133,13 @@ impl TestRotator {
         apply: impl Fn(&secrets_client::Versioned) + Send + Sync + 'static,
     ) -> secrets_client::Secret {
         let vault = Arc::new(self.vault().client().unwrap());
+        let bus = bus::Connection::open(&self.env.nats(name), name)
+            .await
+            .unwrap();
         secrets_client::watch(
-            self.bus.client.clone(),
-            self.bus.namespace.clone(),
-            bus::Publisher::new(
-                self.bus.js.clone(),
-                self.bus.namespace.clone(),
-                "test-consumer",
-            ),
+            bus.client.clone(),
+            bus.namespace.clone(),
+            bus::Publisher::new(bus.js.clone(), bus.namespace.clone(), "test-consumer"),
             vault,
             secrets_client::WatchSettings {
                 mount: "secret".into(),
@@ -165,6 +167,5 @@ impl TestRotator {
         if let Some(app) = self.app.take() {
             app.stop().await.expect("the rotator stops cleanly");
         }
-        self.env.cleanup().await;
     }
 }

@@ -1,4 +1,5 @@
-//! @@crate@@ against the real PostgreSQL and nats-server: a fresh database and NATS namespace per test.
+//! @@crate@@ against the real PostgreSQL and a nats-server of the test's own with the lab's authorization:
+//! @@crate@@ reads the deploy stream as itself, the test publishes as deployer (the only one who may).
 
 use bus::{Deployment, Event, Publisher};
 use service_kit::{HttpSettings, Service};
@@ -9,7 +10,7 @@ async fn start() -> (TestEnv, String, testkit::RunningApp) {
     let config = @@module@@::Config {
         http: HttpSettings::with_port(0),
         database: env.database(),
-        nats: env.nats(),
+        nats: env.nats("@@crate@@"),
         auth: env.auth(),
         shutdown_grace_secs: 5,
         ..Default::default()
@@ -25,8 +26,10 @@ async fn start() -> (TestEnv, String, testkit::RunningApp) {
 async fn deployments_heard_on_the_bus_are_listed_once_for_viewers() {
     let (env, base, app) = start().await;
     let client = testkit::http_client();
-    let js = async_nats::jetstream::new(async_nats::connect(testkit::nats_url()).await.unwrap());
-    let publisher = Publisher::new(js, env.namespace.clone(), "deployer");
+    let deployer = bus::Connection::open(&env.nats("deployer"), "deployer")
+        .await
+        .unwrap();
+    let publisher = Publisher::new(deployer.js, env.namespace.clone(), "deployer");
     let healthy = Event::DeployHealthy(Deployment {
         app: "@@crate@@".into(),
         namespace: "apps".into(),
@@ -76,5 +79,4 @@ async fn deployments_heard_on_the_bus_are_listed_once_for_viewers() {
     assert_eq!(bad.status(), 400);
 
     app.stop().await.expect("@@crate@@ stops cleanly");
-    env.cleanup().await;
 }
