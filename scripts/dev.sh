@@ -12,6 +12,7 @@ BACKUP_PORT="${HOMESTATION_DEV_BACKUP_PORT:-8083}"
 S3_PORT="${HOMESTATION_DEV_S3_PORT:-8084}"
 SECRETS_PORT="${HOMESTATION_DEV_SECRETS_PORT:-8085}"
 OTLP_PORT="${HOMESTATION_DEV_OTLP_PORT:-4318}"
+NATS_PORT="${HOMESTATION_DEV_NATS_PORT:-4223}"
 DATABASE="${HOMESTATION_DEV_DATABASE:-homestation}"
 EDGE_DATABASE="${HOMESTATION_DEV_EDGE_DATABASE:-edge_registry}"
 cd "$ROOT"
@@ -49,6 +50,23 @@ if [ ! -s "$token_file" ]; then
 fi
 token_sha=$(tr -d '\n' < "$token_file" | sha256sum | cut -d' ' -f1)
 
+# NATS with the lab's authorization (libs/bus/src/access.rs): each service its own user and password
+# (made here once, in .dev/nats-dev/passwords, readable by their owner only), edge nodes admitted by
+# edge-registry's auth callout with the issuer seed made here. `homestation bus` writes the config.
+nats_dir="$STATE/nats-dev"
+issuer=$(./target/debug/homestation bus issuer --seed-file "$nats_dir/issuer.seed")
+./target/debug/homestation bus server-config --issuer "$issuer" --password-dir "$nats_dir/passwords" \
+  --listen "127.0.0.1:$NATS_PORT" --store-dir "$nats_dir/jetstream" > "$nats_dir/nats.json"
+"$STATE/tools/bin/nats-server" -c "$nats_dir/nats.json" > "$STATE/nats-dev.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do (echo > "/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.1; done
+# Each service's bus settings: HOMESTATION_<SERVICE>__NATS__URL and __PASSWORD (the user is its name).
+for service in inventory edge-registry backup secrets-rotator; do
+  prefix="HOMESTATION_$(printf '%s' "$service" | tr 'a-z-' 'A-Z_')__NATS__"
+  export "${prefix}URL=nats://127.0.0.1:$NATS_PORT"
+  export "${prefix}PASSWORD=$(cat "$nats_dir/passwords/$service")"
+done
+
 export HOMESTATION_INVENTORY__DATABASE__URL="postgres://postgres@127.0.0.1:5432/$DATABASE"
 export HOMESTATION_INVENTORY__HTTP__PORT="$HTTP_PORT"
 export HOMESTATION_INVENTORY__GRPC__PORT="$GRPC_PORT"
@@ -85,6 +103,7 @@ HOMESTATION_EDGE_REGISTRY__HTTP__PORT="$EDGE_PORT" \
 HOMESTATION_EDGE_REGISTRY__VAULT__ADDRESS="http://127.0.0.1:$BAO_PORT" \
 HOMESTATION_EDGE_REGISTRY__VAULT__TOKEN="$bao_token" \
 HOMESTATION_EDGE_REGISTRY__AUTH__SERVICE_TOKENS="$HOMESTATION_INVENTORY__AUTH__SERVICE_TOKENS" \
+HOMESTATION_EDGE_REGISTRY__CALLOUT__ISSUER_SEED="$(cat "$nats_dir/issuer.seed")" \
   ./target/debug/edge-registry 2> >(tee -a "$STATE/edge-registry.log" >&2) &
 pids+=($!)
 
@@ -184,10 +203,12 @@ HomeStation is running:
   OpenBao          http://127.0.0.1:$BAO_PORT       (dev mode, root token in .dev/openbao.token)
   health           http://127.0.0.1:$HTTP_PORT/healthz  /readyz  /metrics
   PostgreSQL       postgres://postgres@127.0.0.1:5432/$DATABASE
-  NATS JetStream   nats://127.0.0.1:4222
+  NATS JetStream   nats://127.0.0.1:$NATS_PORT  (authentication on: each service its own user, passwords in
+                   .dev/nats-dev/passwords; an enrolled agent gets its own credential from edge-registry)
   traces           OTLP/HTTP http://127.0.0.1:$OTLP_PORT (oteltap) → .dev/traces.ndjson, one span a line;
                    the recent traces: scripts/tools.sh trace    one as a tree across services: scripts/tools.sh trace <trace_id>
-  logs             .dev/inventory.log, .dev/edge-registry.log, .dev/backup.log, .dev/secrets-rotator.log, .dev/openbao.log
+  logs             .dev/inventory.log, .dev/edge-registry.log, .dev/backup.log, .dev/secrets-rotator.log, .dev/openbao.log,
+                   .dev/nats-dev.log
 
 In another shell:
   export PATH="$ROOT/target/debug:\$PATH" HOMESTATION_TOKEN_FILE="$token_file"

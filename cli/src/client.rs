@@ -42,13 +42,16 @@ pub enum CliError {
     Failed(String),
     #[error("{server} is not a valid server URL: {reason}")]
     BadServer { server: String, reason: String },
+    /// A local command's input is wrong (a missing option, an unreadable file).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Self::NotFound(_) | Self::Rejected(_) | Self::Failed(_) => 1,
-            Self::NoToken | Self::TokenFile { .. } | Self::BadServer { .. } => 2,
+            Self::NoToken | Self::TokenFile { .. } | Self::BadServer { .. } | Self::Usage(_) => 2,
             Self::Unreachable { .. } | Self::Server(_) => 3,
             Self::Unauthorized(_) | Self::Forbidden(_) => 4,
         })

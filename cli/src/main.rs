@@ -1,6 +1,7 @@
 //! `homestation`: the operator's command line over HomeStation's services.
 
 mod backup;
+mod bus;
 mod client;
 mod deploy;
 mod render;
@@ -96,6 +97,10 @@ enum Command {
     /// GitOps deployments: status, sync, rollback, history (through the deployer and Argo CD).
     #[command(subcommand)]
     Deploy(deploy::DeployCommand),
+    /// The bus's authorization (who may speak on which subject), made from libs/bus: nats-server's
+    /// configuration, the chart's accounts, the auth callout's issuer key. Local; no server is asked.
+    #[command(subcommand)]
+    Bus(bus::BusCommand),
 }
 
 #[derive(Subcommand)]
@@ -204,7 +209,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<String, CliError> {
-    let (server, timeout) = match cli.command {
+    let command = match cli.command {
+        Command::Bus(command) => return bus::run(command),
+        other => other,
+    };
+    let (server, timeout) = match command {
         Command::Edge(_) => (&cli.edge_server, client::TIMEOUT),
         // Verifying, restoring and drilling take as long as the backup is big.
         Command::Backup(_) => (&cli.backup_server, client::LONG_TIMEOUT),
@@ -216,7 +225,8 @@ async fn run(cli: Cli) -> Result<String, CliError> {
     let client = Client::from_env(server, timeout)?;
     let json_out = cli.output == Output::Json;
     let show = |value: &Value, table: fn(&Value) -> String| output(value, json_out, table);
-    match cli.command {
+    match command {
+        Command::Bus(_) => unreachable!("answered above, without a server"),
         Command::Status => Ok(show(&client.get("/v1/summary").await?, render::status)),
         Command::Nodes(NodesCommand::List { kind }) => {
             let path = match kind {

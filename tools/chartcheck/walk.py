@@ -62,7 +62,8 @@ def credentials_in(node: Any, path: str = "") -> list[str]:
     """Key paths holding a literal credential: a non-empty string under a key named like one.
 
     References are fine: a Secret's name (existingSecret…, tlsSecret, …Name, …Ref), a key inside a
-    Secret (…Key), an environment reference ($VAR), or a structure (secretKeyRef, path: …)."""
+    Secret (…Key), an environment reference ($VAR, or the NATS chart's unquoted `<< $VAR >>`), or a
+    structure (secretKeyRef, path: …)."""
     found = []
     if isinstance(node, dict):
         for key, value in node.items():
@@ -73,7 +74,7 @@ def credentials_in(node: Any, path: str = "") -> list[str]:
                 and value
                 and CREDENTIAL_KEY.search(skey)
                 and not skey.lower().startswith(("existing", "tls"))
-                and not value.startswith("$")
+                and not value.startswith(("$", "<< $"))
             ):
                 found.append(here)
             found += credentials_in(value, here)

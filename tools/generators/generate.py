@@ -2,7 +2,8 @@
 
   python tools/generators/generate.py app NAME     services/NAME (crate), charts/apps/NAME (chart),
                                                    dashboards/apps/NAME.json, an Nx project, its NATS
-                                                   user in libs/bus/src/access.rs
+                                                   user in libs/bus/src/access.rs (and so in
+                                                   argocd/platform/nats-accounts.yaml)
   python tools/generators/generate.py lib NAME     libs/NAME (crate), an Nx project
 
 NAME is a DNS-1123 label (lower-case letters, digits and '-', starting with a letter, at most 40
@@ -136,10 +137,14 @@ def plan_app(name: str, root: Path) -> Plan:
     create[dashboard] = render(templates / "dashboard.json", name)
     kustomization = root / "dashboards" / "kustomization.yaml"
     access = root / "libs" / "bus" / "src" / "access.rs"
+    accounts = root / NATS_ACCOUNTS
     change = {
         kustomization: with_dashboard(kustomization.read_text(), name),
         access: with_bus_user(access.read_text(), name),
     }
+    if accounts.exists():
+        # Rewritten by finish_crate from the new access.rs; listed so a failure restores it.
+        change[accounts] = accounts.read_text()
     return Plan(create, change)
 
 
@@ -166,6 +171,7 @@ def with_dashboard(kustomization: str, name: str) -> str:
     return kustomization.rstrip("\n") + "\n" + entry
 
 
+NATS_ACCOUNTS = "argocd/platform/nats-accounts.yaml"
 BUS_MARKER = "    // make app: new services are added above this line\n"
 
 
@@ -217,10 +223,21 @@ def cargo(root: Path, *args: str) -> None:
         raise GenerateError(f"cargo {' '.join(args)} failed: " + (result.stderr.strip().splitlines() or ["?"])[-1])
 
 
-def finish_crate(root: Path, name: str) -> None:
-    """Records the new crate in Cargo.lock (other packages keep their versions) and formats it as rustfmt would."""
+def finish_crate(root: Path, name: str, app: bool) -> None:
+    """Records the new crate in Cargo.lock (other packages keep their versions), formats it as rustfmt would,
+    and for a service rewrites the NATS chart's accounts from libs/bus (its new user among them)."""
     cargo(root, "update", "--workspace")
     cargo(root, "fmt", "-p", name)
+    if app:
+        result = subprocess.run(
+            ["cargo", "run", "--quiet", "-p", "homestation", "--", "bus", "chart-values"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise GenerateError("homestation bus chart-values failed: " + (result.stderr.strip().splitlines() or ["?"])[-1])
+        (root / NATS_ACCOUNTS).write_text(result.stdout)
 
 
 def main(argv: list[str] | None = None, root: Path = ROOT) -> int:
@@ -234,7 +251,7 @@ def main(argv: list[str] | None = None, root: Path = ROOT) -> int:
     try:
         check_name(args.name, root)
         plan = plan_app(args.name, root) if args.kind == "app" else plan_lib(args.name, root)
-        created = apply(plan, None if args.no_cargo else lambda: finish_crate(root, args.name))
+        created = apply(plan, None if args.no_cargo else lambda: finish_crate(root, args.name, args.kind == "app"))
     except GenerateError as e:
         print(f"make {args.kind}: {e}", file=sys.stderr)
         return 2

@@ -152,6 +152,13 @@ def test_make_app_and_lib_build_and_pass_their_tests(repo_with_demo: Path) -> No
     assert "2 tests run: 2 passed" in out, out
 
 
+def test_make_app_gives_the_service_its_own_nats_user_in_the_chart(repo_with_demo: Path) -> None:
+    accounts = (repo_with_demo / "argocd/platform/nats-accounts.yaml").read_text()
+    assert "<< $NATS_PASSWORD_DEMO_SVC >>" in accounts and "homestation/nats/demo-svc" in accounts
+    # The chart test of the CLI holds the file to what libs/bus derives, in the copy as here.
+    run(repo_with_demo, "cargo", "nextest", "run", "-p", "homestation", "--test", "bus", "--locked")
+
+
 def test_make_app_chart_passes_charts_check_and_argo_cd_picks_it_up(repo_with_demo: Path) -> None:
     out = run(
         repo_with_demo,

@@ -1,4 +1,5 @@
-# The Vault policy of @@crate@@'s Kubernetes auth role: read its own secrets, nothing else.
+# The Vault policy of @@crate@@'s Kubernetes auth role: read its own secrets (and its own NATS password),
+# nothing else.
 #   vault policy write @@crate@@ charts/apps/@@crate@@/vault/policy.hcl
 #   vault write auth/kubernetes/role/@@crate@@ bound_service_account_names=@@crate@@ \
 #     bound_service_account_namespaces=apps policies=@@crate@@ ttl=1h
@@ -6,5 +7,8 @@ path "secret/data/apps/@@crate@@" {
   capabilities = ["read"]
 }
 path "secret/metadata/apps/@@crate@@" {
+  capabilities = ["read"]
+}
+path "secret/data/homestation/nats/@@crate@@" {
   capabilities = ["read"]
 }
