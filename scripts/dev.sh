@@ -85,7 +85,7 @@ if [ -t 2 ]; then export HOMESTATION_LOG_FORMAT="${HOMESTATION_LOG_FORMAT:-prett
 ./target/debug/inventory 2> >(tee -a "$STATE/inventory.log" >&2) &
 pids+=($!)
 
-# OpenBao in dev mode (in memory) for edge-registry, with a root token made now, and a K3s node token made
+# OpenBao in dev mode (in memory) for edge-registry, with a root token made now, and a K3s agent token made
 # now too: there is no K3s here, so it only lets a simulated agent enrol.
 bao_token="dev-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 (umask 077; printf '%s' "$bao_token" > "$STATE/openbao.token")
@@ -93,7 +93,7 @@ bao server -dev -dev-root-token-id="$bao_token" -dev-listen-address="127.0.0.1:$
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$BAO_PORT/v1/sys/health" >/dev/null 2>&1 && break; sleep 0.1; done
 for _ in $(seq 1 50); do
-  curl -sf -H "X-Vault-Token: $bao_token" -d "{\"data\":{\"node-token\":\"K10dev$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')::server:dev\"}}" \
+  curl -sf -H "X-Vault-Token: $bao_token" -d "{\"data\":{\"agent_token\":\"K10dev$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')::node:dev\"}}" \
     "http://127.0.0.1:$BAO_PORT/v1/secret/data/homestation/k3s" >/dev/null && break
   sleep 0.2
 done

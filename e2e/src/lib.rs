@@ -347,7 +347,7 @@ impl Lab {
         let bao = testkit::openbao().await;
         bao.kv_put(
             "homestation/k3s",
-            serde_json::json!({ "node-token": format!("K10{}::server:{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()) }),
+            serde_json::json!({ "agent_token": format!("K10{}::node:{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()) }),
         )
         .await;
         bao.kv_put(

@@ -87,7 +87,7 @@ async fn the_agent_enrols_once_and_writes_the_k3s_config() {
     );
     let config = std::fs::read_to_string(root.join("etc/rancher/k3s/config.yaml")).unwrap();
     assert!(
-        config.contains(&format!("token: \"{}\"", edge.node_token)),
+        config.contains(&format!("token: \"{}\"", edge.agent_token)),
         "{config}"
     );
     for line in [
@@ -126,6 +126,80 @@ async fn the_agent_enrols_once_and_writes_the_k3s_config() {
     let requests = enrol_requests(&edge).await;
     assert!(requests.ends_with("status=\"201\"} 1"), "{requests}");
     assert_eq!(requests.lines().count(), 1, "{requests}");
+    std::fs::remove_dir_all(&root).unwrap();
+    edge.stop().await;
+}
+
+/// Every file under `dir`, as text where it is text.
+fn files_text(dir: &Path) -> String {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            all.push_str(&files_text(&path));
+        } else {
+            all.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn the_server_token_never_reaches_an_enrolment_end_to_end() {
+    // Vault holds the server token beside the agent token (common::start): a registry reading the
+    // wrong key, or the whole secret, would leak it somewhere below.
+    let edge = common::start().await;
+    let (_, token) = edge.create_token(json!({})).await;
+    let root = temp_dir();
+    let output = agent(&edge, &root, Some(&token), true)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let server = edge.server_token.as_str();
+    let secret_part = server.rsplit(':').next().unwrap();
+    let mut places = vec![
+        (
+            "the agent's log",
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ),
+        ("the agent's files (k3s config, state)", files_text(&root)),
+    ];
+    // The registry's database, every table as text.
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_all(&edge.registry_db)
+            .await
+            .unwrap();
+    for table in tables {
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT t::text FROM \"{table}\" t"
+        )))
+        .fetch_all(&edge.registry_db)
+        .await
+        .unwrap();
+        places.push(("the registry's database", rows.join("\n")));
+    }
+    // Every event on the bus.
+    for stream in bus::Stream::ALL {
+        let events = edge.env.events_on(&edge.js, stream).await;
+        places.push(("the bus", format!("{events:?}")));
+    }
+    for (place, text) in &places {
+        assert!(
+            !text.contains(secret_part),
+            "the server token is in {place}"
+        );
+    }
+    let config = std::fs::read_to_string(root.join("etc/rancher/k3s/config.yaml")).unwrap();
+    assert!(
+        config.contains(&edge.agent_token),
+        "the agent token is what the node joins with"
+    );
     std::fs::remove_dir_all(&root).unwrap();
     edge.stop().await;
 }

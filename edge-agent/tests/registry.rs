@@ -61,8 +61,8 @@ async fn join_token_life_cycle() {
     let body: Value = enrolled.json().await.unwrap();
     assert_eq!(
         body["k3s"]["token"],
-        edge.node_token.as_str(),
-        "the node token comes from OpenBao"
+        edge.agent_token.as_str(),
+        "the agent token comes from OpenBao"
     );
     assert_eq!(body["k3s"]["node_ip"], "100.101.102.103");
     assert_eq!(body["k3s"]["flannel_iface"], "tailscale0");
@@ -197,7 +197,7 @@ async fn two_agents_racing_with_one_token_exactly_one_wins() {
 }
 
 #[tokio::test]
-async fn without_the_node_token_in_vault_nothing_is_recorded_and_the_token_survives() {
+async fn without_the_agent_token_in_vault_nothing_is_recorded_and_the_token_survives() {
     let edge = common::start().await;
     let (_, token) = edge.create_token(json!({})).await;
     // The control-plane playbook has not written the K3s token yet: an empty secret at the path.
@@ -210,7 +210,7 @@ async fn without_the_node_token_in_vault_nothing_is_recorded_and_the_token_survi
     assert!(message.contains("not in Vault"), "{message}");
     assert_eq!(node_count(&edge).await, 0);
     edge.bao
-        .kv_put("homestation/k3s", json!({"node-token": edge.node_token}))
+        .kv_put("homestation/k3s", json!({"agent_token": edge.agent_token}))
         .await;
     assert_eq!(
         edge.enroll(&Edge::enrolment(&token, "early-bird"))
@@ -218,6 +218,28 @@ async fn without_the_node_token_in_vault_nothing_is_recorded_and_the_token_survi
             .status(),
         201,
         "the same token works once Vault has it"
+    );
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_token_where_the_agent_token_belongs_is_never_handed_out() {
+    let edge = common::start().await;
+    let (_, token) = edge.create_token(json!({})).await;
+    // An operator stored server/node-token under the agent token's key.
+    edge.bao
+        .kv_put("homestation/k3s", json!({"agent_token": edge.server_token}))
+        .await;
+    let response = edge.enroll(&Edge::enrolment(&token, "jetson-x")).await;
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("server token"), "{body}");
+    assert!(!body.contains(&edge.server_token), "{body}");
+    assert_eq!(
+        node_count(&edge).await,
+        0,
+        "nothing recorded, the join token kept"
     );
     edge.stop().await;
 }

@@ -123,6 +123,12 @@ def test_the_roles_apply_in_a_chroot_and_a_second_run_changes_nothing(chroots: d
     assert "systemd=true" in (control / "etc" / "wsl.conf").read_text()
     server = (control / "etc" / "rancher" / "k3s" / "config.yaml").read_text()
     assert "node-ip: 100.64.0.1" in server and "flannel-iface: tailscale0" in server and "- traefik" in server
+    # Agents join with an agent token of their own; the server token never leaves the server.
+    assert "agent-token-file: /etc/rancher/k3s/agent-token" in server
+    agent_token = control / "etc" / "rancher" / "k3s" / "agent-token"
+    assert len(agent_token.read_text().strip()) == 48 and agent_token.stat().st_mode & 0o777 == 0o600
+    tasks = (ANSIBLE / "roles" / "k3s_server" / "tasks" / "main.yml").read_text()
+    assert "server/node-token" not in tasks and "agent_token:" in tasks, "only the agent token is stored"
     assert (control / "etc" / "systemd" / "system" / "multi-user.target.wants" / "k3s.service").is_symlink()
     assert "net.bridge.bridge-nf-call-iptables = 1" in (control / "etc" / "sysctl.d" / "90-k3s.conf").read_text()
     agent = (edge / "etc" / "rancher" / "k3s" / "config.yaml").read_text()
@@ -130,7 +136,9 @@ def test_the_roles_apply_in_a_chroot_and_a_second_run_changes_nothing(chroots: d
     containerd = (edge / "var" / "lib" / "rancher" / "k3s" / "agent" / "etc" / "containerd" / "config-v3.toml.tmpl").read_text()
     assert 'default_runtime_name = "nvidia"' in containerd and '{{ template "base" . }}' in containerd
 
+    made = agent_token.read_text()
     second = run_roles(chroots, tmp_path)
     assert second.returncode == 0, second.stdout[-4000:]
+    assert agent_token.read_text() == made, "a re-run keeps the agent token"
     again = recap(second.stdout)
     assert all(h["changed"] == 0 and h["failed"] == 0 for h in again.values()), second.stdout[-4000:]

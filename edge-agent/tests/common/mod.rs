@@ -1,6 +1,6 @@
 //! The edge on this machine: edge-registry and inventory in-process on the real PostgreSQL and a nats-server
 //! with the lab's authorization (edge-registry answering its auth callout), an OpenBao dev server of the
-//! test's own holding a K3s node token made here. `js` reads the streams as the test's harness user.
+//! test's own holding a K3s agent token (and a server token beside it) made here. `js` reads the streams as the test's harness user.
 #![allow(dead_code)] // each test file uses a different part of this harness
 
 use std::time::Duration;
@@ -14,7 +14,11 @@ pub struct Edge {
     pub registry: String,
     pub inventory: String,
     pub env: TestEnv,
-    pub node_token: String,
+    /// The agent token in Vault: what enrolment hands out.
+    pub agent_token: String,
+    /// A K3s server token beside it in the same Vault secret (as `server/node-token` would read): what
+    /// enrolment must never hand out.
+    pub server_token: String,
     pub bao: OpenBao,
     pub client: reqwest::Client,
     pub js: async_nats::jetstream::Context,
@@ -39,14 +43,12 @@ pub async fn start() -> Edge {
 pub async fn start_with(liveness: LivenessSettings) -> Edge {
     let env = TestEnv::new().await;
     let bao = testkit::openbao().await;
-    let node_token = format!(
-        "K10{}::server:{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let ca = uuid::Uuid::new_v4().simple();
+    let agent_token = format!("K10{ca}::node:{}", uuid::Uuid::new_v4().simple());
+    let server_token = format!("K10{ca}::server:{}", uuid::Uuid::new_v4().simple());
     bao.kv_put(
         "homestation/k3s",
-        serde_json::json!({ "node-token": node_token }),
+        serde_json::json!({ "agent_token": agent_token, "node-token": server_token }),
     )
     .await;
 
@@ -94,7 +96,8 @@ pub async fn start_with(liveness: LivenessSettings) -> Edge {
     Edge {
         registry: registry_url,
         inventory: inventory_url,
-        node_token,
+        agent_token,
+        server_token,
         bao,
         client: testkit::http_client(),
         js,

@@ -176,9 +176,19 @@ pub async fn ensure_streams(
         } else {
             continue;
         };
-        result.map_err(|e| BusError::Stream {
-            stream: stream.name(ns),
-            reason: e.to_string(),
+        result.map_err(|e| {
+            let mut reason = e.to_string();
+            if reason.contains("timed out") {
+                // nats-server answers a request its permissions refuse with nothing at all.
+                reason.push_str(&format!(
+                    " (the bus refuses requests outside a user's permissions this way: is this \
+                     {service}'s own NATS user?)"
+                ));
+            }
+            BusError::Stream {
+                stream: stream.name(ns),
+                reason,
+            }
         })?;
     }
     Ok(())

@@ -26,7 +26,7 @@ async fn runs_and_drills_of_the_backup_service_reach_inventorys_summary() {
             url: secrecy::SecretString::from(inventory_db.url.clone()),
             ..Default::default()
         },
-        nats: app.env.nats("backup"),
+        nats: app.env.nats("inventory"),
         auth: app.env.auth(),
         ..Default::default()
     })

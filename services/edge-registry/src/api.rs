@@ -33,7 +33,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub outbox: Arc<Notify>,
     pub fleet: Fleet,
-    pub node_token: NodeTokenReader,
+    pub agent_token: AgentTokenReader,
     pub credentials: Arc<NodeCredentials>,
     pub k3s: crate::K3sSettings,
     pub agents: AgentSettings,
@@ -210,8 +210,8 @@ async fn enroll(
         drop(tx);
         return Err(refusal(&s.pool, &sha256).await?);
     };
-    // Read before anything is committed: without the node token the node cannot join, so nothing is recorded.
-    let cluster_token = s.node_token.read().await?;
+    // Read before anything is committed: without the agent token the node cannot join, so nothing is recorded.
+    let agent_token = s.agent_token.read().await?;
     let labels = domain::node_labels(&enrollment.facts, &claimed.labels);
     let node = store::insert_node(
         &mut tx,
@@ -252,7 +252,7 @@ async fn enroll(
         name: node.name,
         k3s: K3sAgentConfig {
             server: s.k3s.server_url.clone(),
-            token: cluster_token.expose_secret().to_owned(),
+            token: agent_token.expose_secret().to_owned(),
             node_ip: enrollment.tailnet_ip.ip().to_string(),
             flannel_iface: s.k3s.flannel_iface.clone(),
             node_labels: labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
@@ -309,26 +309,34 @@ async fn get_node(
         })
 }
 
-/// Where the cluster's K3s node token is read from at each enrolment (Vault/OpenBao KV v2).
+/// Where the cluster's K3s agent token is read from at each enrolment (Vault/OpenBao KV v2).
 #[derive(Clone)]
-pub struct NodeTokenReader {
+pub struct AgentTokenReader {
     pub client: Arc<vaultrs::client::VaultClient>,
     pub mount: String,
     pub path: String,
     pub key: String,
 }
 
-impl NodeTokenReader {
+impl AgentTokenReader {
+    /// The agent token; a K3s *server* token found there instead is never handed out.
     pub async fn read(&self) -> ApiResult<SecretString> {
         let data: std::collections::HashMap<String, String> = vaultrs::kv2::read(self.client.as_ref(), &self.mount, &self.path)
             .await
             .map_err(|e| {
-                tracing::error!(error = %e, mount = %self.mount, path = %self.path, "reading the K3s node token from Vault failed");
-                ApiError::Unavailable("the K3s node token cannot be read from Vault right now; try again shortly".into())
+                tracing::error!(error = %e, mount = %self.mount, path = %self.path, "reading the K3s agent token from Vault failed");
+                ApiError::Unavailable("the K3s agent token cannot be read from Vault right now; try again shortly".into())
             })?;
-        data.get(&self.key).map(|t| SecretString::from(t.clone())).ok_or_else(|| {
-            tracing::error!(mount = %self.mount, path = %self.path, key = %self.key, "the K3s node token is missing in Vault");
-            ApiError::Unavailable("the K3s node token is not in Vault yet (the control-plane playbook writes it)".into())
-        })
+        let token = data.get(&self.key).ok_or_else(|| {
+            tracing::error!(mount = %self.mount, path = %self.path, key = %self.key, "the K3s agent token is missing in Vault");
+            ApiError::Unavailable("the K3s agent token is not in Vault yet (the control-plane playbook writes it)".into())
+        })?;
+        if crate::domain::is_server_token(token) {
+            tracing::error!(mount = %self.mount, path = %self.path, key = %self.key, "Vault holds the K3s server token where the agent token belongs; enrolment refuses to hand it out");
+            return Err(ApiError::Unavailable(
+                "the K3s token in Vault is the server token, which no node may hold; store the agent token (the control-plane playbook does)".into(),
+            ));
+        }
+        Ok(SecretString::from(token.clone()))
     }
 }

@@ -258,11 +258,18 @@ impl JoinToken {
     }
 }
 
+/// Whether `token` is a K3s server token: K3s writes them `K10<CA hash>::server:<secret>`, and whoever holds
+/// one may join as a server (cluster-admin in effect). Agent tokens say `::node:` or carry no prefix.
+pub fn is_server_token(token: &str) -> bool {
+    token.trim().contains("::server:")
+}
+
 /// What an agent writes to `/etc/rancher/k3s/config.yaml`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct K3sAgentConfig {
     pub server: String,
-    /// The cluster's node token, read from Vault at enrolment; never stored by the registry.
+    /// The cluster's agent token, read from Vault at enrolment; never stored by the registry, never the
+    /// server token.
     pub token: String,
     /// The tailnet address: k3s must not pick the LAN address, the usual k3s-over-Tailscale failure.
     pub node_ip: String,
@@ -308,6 +315,13 @@ pub fn node_labels(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_token_is_told_from_an_agent_token() {
+        assert!(is_server_token("K10abc::server:s3cr3t"));
+        assert!(!is_server_token("K10abc::node:s3cr3t"));
+        assert!(!is_server_token("Hx9q2mVt7LcP"));
+    }
 
     #[test]
     fn tailnet_addresses_only() {

@@ -16,7 +16,7 @@ use service_core::Core;
 use service_kit::auth::AuthSettings;
 use service_kit::{DatabaseSettings, HttpSettings, NatsSettings, Shutdown, VaultSettings};
 
-use crate::api::{AgentSettings, NodeTokenReader};
+use crate::api::{AgentSettings, AgentTokenReader};
 use crate::bus_access::{CalloutSettings, NodeCredentials};
 use crate::liveness::{Fleet, FleetMetrics, LivenessSettings};
 
@@ -30,9 +30,10 @@ pub struct K3sSettings {
     pub server_url: String,
     /// The interface flannel must use: Tailscale's, not the LAN's.
     pub flannel_iface: String,
-    /// Where the cluster's node token is in Vault's KV v2 (`vault.kv_mount`), and under which key.
-    pub node_token_path: String,
-    pub node_token_key: String,
+    /// Where the cluster's agent token is in Vault's KV v2 (`vault.kv_mount`), and under which key. The
+    /// K3s server token is never read: whoever holds it is cluster-admin in effect.
+    pub agent_token_path: String,
+    pub agent_token_key: String,
 }
 
 impl Default for K3sSettings {
@@ -40,8 +41,8 @@ impl Default for K3sSettings {
         Self {
             server_url: "https://100.64.0.1:6443".into(),
             flannel_iface: "tailscale0".into(),
-            node_token_path: "homestation/k3s".into(),
-            node_token_key: "node-token".into(),
+            agent_token_path: "homestation/k3s".into(),
+            agent_token_key: "agent_token".into(),
         }
     }
 }
@@ -100,7 +101,7 @@ pub enum Error {
 pub struct Application {
     core: Core,
     heartbeats: async_nats::Subscriber,
-    node_token: NodeTokenReader,
+    agent_token: AgentTokenReader,
     credentials: Arc<NodeCredentials>,
     config: Config,
 }
@@ -121,11 +122,11 @@ impl service_kit::Service for Application {
             .vault
             .client()
             .map_err(|e| Error::Config(e.to_string()))?;
-        let node_token = NodeTokenReader {
+        let agent_token = AgentTokenReader {
             client: Arc::new(vault),
             mount: config.vault.kv_mount.clone(),
-            path: config.k3s.node_token_path.clone(),
-            key: config.k3s.node_token_key.clone(),
+            path: config.k3s.agent_token_path.clone(),
+            key: config.k3s.agent_token_key.clone(),
         };
         let core = Core::open(
             Self::NAME,
@@ -142,7 +143,7 @@ impl service_kit::Service for Application {
         Ok(Self {
             core,
             heartbeats,
-            node_token,
+            agent_token,
             credentials,
             config,
         })
@@ -169,7 +170,7 @@ impl service_kit::Service for Application {
             pool: pool.clone(),
             outbox: outbox.clone(),
             fleet: fleet.clone(),
-            node_token: self.node_token,
+            agent_token: self.agent_token,
             credentials,
             k3s: self.config.k3s.clone(),
             agents: AgentSettings {
