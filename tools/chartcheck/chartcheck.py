@@ -1,7 +1,8 @@
 """`make charts-check`: every chart linted, rendered for every scenario, and each object checked for real.
 
 For each chart under charts/ (and charts/apps/*), with its default values, each ci/*-values.yaml and
-the e2e run's values (e2e/values), and for the plain manifests of PLAIN_MANIFESTS (schemas only):
+the e2e run's values (e2e/values), and for the plain manifests of PLAIN_MANIFESTS and the platform values
+files' `extraResources` (schemas only):
   1. helm lint --strict (values.schema.json included), then helm template;
   2. every object against the Kubernetes 1.33 schemas in strict mode (kubernetes-validate); a kind
      Kubernetes does not have fails unless CRD_KINDS lists it (so a removed API version fails);
@@ -132,6 +133,22 @@ def plain_manifests(root: Path, report: Report) -> list[tuple[str, dict[str, Any
             for doc in docs:
                 meta = doc.get("metadata") or {}
                 objects.append((f"{source} {doc.get('kind')}/{meta.get('name')}", doc))
+    return objects
+
+
+def platform_extra_resources(root: Path, report: Report) -> list[tuple[str, dict[str, Any]]]:
+    """The objects upstream charts render verbatim from a platform values file's `extraResources`
+    (the NATS chart's tailnet Service and Vault-synced Secrets): checked like plain manifests."""
+    objects = []
+    for path in sorted(root.glob("argocd/platform/*.yaml")):
+        source = path.relative_to(root).as_posix()
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            continue  # the tree walk reports it
+        for doc in values.get("extraResources") or []:
+            meta = doc.get("metadata") or {}
+            objects.append((f"{source} extraResources {doc.get('kind')}/{meta.get('name')}", doc))
     return objects
 
 
@@ -371,11 +388,11 @@ def main(argv: list[str] | None = None) -> int:
             check_pods(objects, report)
         say(f"{chart.name}: {len(chart_scenarios)} scenario(s) rendered and checked")
     if not args.chart:
-        manifests = plain_manifests(args.root, report)
+        manifests = plain_manifests(args.root, report) + platform_extra_resources(args.root, report)
         for where, obj in manifests:
             report.objects += 1
             check_kubernetes(where, obj, report, custom)
-        say(f"{len(manifests)} object(s) from plain manifests checked")
+        say(f"{len(manifests)} object(s) from plain manifests and platform extraResources checked")
         schedules = check_velero_schedules(args.root, report)
         say(f"{schedules} Velero schedule(s) of argocd/platform/velero.yaml checked")
         tree = walk.walk_tree(args.root)

@@ -179,9 +179,7 @@ def with_bus_user(access: str, name: str) -> str:
     """libs/bus/src/access.rs with NAME in SERVICES: its own NATS user, reading the deploy stream (as the
     template's consumer does); the bus derives its permissions from that row and the `events!` table."""
     if BUS_MARKER not in access:
-        raise GenerateError(
-            "libs/bus/src/access.rs has lost its `make app` marker in SERVICES; add the service there by hand"
-        )
+        raise GenerateError("libs/bus/src/access.rs has lost its `make app` marker in SERVICES; add the service there by hand")
     return access.replace(BUS_MARKER, f'    ("{name}", &[Stream::Deploy]),\n{BUS_MARKER}', 1)
 
 
