@@ -1,6 +1,9 @@
 //! The Kubernetes side of enrolment: once an enrolled node registers as a Node, its labels and taints are applied;
 //! while it is offline it is cordoned (if configured). A level-triggered loop compares what the database wants
 //! with what the Node shows, so an API error only delays the change to the next tick.
+//!
+//! A Node is touched only if its addresses include the tailnet IP the node enrolled with: an enrolment
+//! that merely borrows another machine's name (the control plane's, a worker's) changes nothing there.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -45,6 +48,7 @@ pub enum Error {
 struct Pending {
     id: Uuid,
     name: String,
+    tailnet_ip: String,
     labels: BTreeMap<String, String>,
     taints: Vec<String>,
     labeled: bool,
@@ -59,6 +63,24 @@ pub struct Report {
     pub cordoned: Vec<String>,
     pub uncordoned: Vec<String>,
     pub not_registered: Vec<String>,
+    /// A Node of that name exists but does not have the enrolled tailnet IP: left untouched.
+    pub not_the_enrolled_machine: Vec<String>,
+}
+
+/// Whether the Node reports `ip` among its addresses (K3s sets `node-ip`, the tailnet address, as its
+/// InternalIP).
+pub fn has_address(node: &Node, ip: &str) -> bool {
+    let Ok(wanted) = ip.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    node.status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .is_some_and(|addresses| {
+            addresses
+                .iter()
+                .any(|a| a.address.parse::<std::net::IpAddr>().ok() == Some(wanted))
+        })
 }
 
 /// `key[=value]:Effect` → a Kubernetes Taint.
@@ -86,7 +108,7 @@ const MANAGER: &str = "homestation-edge-registry";
 impl Reconciler {
     async fn pending(&self) -> sqlx::Result<Vec<Pending>> {
         let rows = sqlx::query(
-            "SELECT id, name, labels, taints, kube_labeled_at IS NOT NULL AS labeled, state = 'offline' AS offline, kube_cordoned
+            "SELECT id, name, tailnet_ip, labels, taints, kube_labeled_at IS NOT NULL AS labeled, state = 'offline' AS offline, kube_cordoned
              FROM edge_nodes
              WHERE kube_labeled_at IS NULL OR (state = 'offline') <> kube_cordoned",
         )
@@ -97,6 +119,7 @@ impl Reconciler {
                 Ok(Pending {
                     id: r.try_get("id")?,
                     name: r.try_get("name")?,
+                    tailnet_ip: r.try_get("tailnet_ip")?,
                     labels: r.try_get::<Json<_>, _>("labels")?.0,
                     taints: r.try_get::<Json<_>, _>("taints")?.0,
                     labeled: r.try_get("labeled")?,
@@ -115,6 +138,15 @@ impl Reconciler {
                 report.not_registered.push(node.name);
                 continue;
             };
+            if !has_address(&current, &node.tailnet_ip) {
+                tracing::warn!(
+                    node = %node.name,
+                    tailnet_ip = %node.tailnet_ip,
+                    "a Kubernetes node has this edge node's name but not its tailnet address; not touching it"
+                );
+                report.not_the_enrolled_machine.push(node.name);
+                continue;
+            }
             if !node.labeled {
                 self.label(&node, &current).await?;
                 report.labeled.push(node.name.clone());

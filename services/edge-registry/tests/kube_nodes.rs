@@ -166,6 +166,38 @@ async fn labels_once_registered_then_cordons_while_offline() {
 }
 
 #[tokio::test]
+async fn a_node_whose_addresses_lack_the_tailnet_ip_is_never_patched() {
+    let (pool, reconciler, mut handle, _) = setup().await;
+    set_state(&pool, "offline").await;
+    // A machine of that name on another address: the control plane, say, whose name an enrolment took.
+    let mut other = recorded_node();
+    other["status"]["addresses"] = json!([
+        {"type": "InternalIP", "address": "100.64.0.1"},
+        {"type": "Hostname", "address": "jetson-orin-1"}
+    ]);
+    for _ in 0..2 {
+        let (report, _) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(5), reconciler.reconcile_once()),
+            // Only the GET is answered: a PATCH would wait for an answer until the timeout.
+            answer(&mut handle, Method::GET, NODE_PATH, 200, other.clone())
+        );
+        assert_eq!(
+            report.expect("no PATCH was attempted").unwrap(),
+            Report {
+                not_the_enrolled_machine: vec!["jetson-orin-1".into()],
+                ..Default::default()
+            }
+        );
+    }
+    let (labeled, cordoned): (bool, bool) =
+        sqlx::query_as("SELECT kube_labeled_at IS NOT NULL, kube_cordoned FROM edge_nodes")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(!labeled && !cordoned, "neither labelled nor cordoned");
+}
+
+#[tokio::test]
 async fn a_node_an_admin_cordoned_is_never_uncordoned() {
     let (pool, reconciler, mut handle, _) = setup().await;
     sqlx::query("UPDATE edge_nodes SET kube_labeled_at = now(), state = 'offline'")
