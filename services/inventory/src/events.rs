@@ -142,6 +142,22 @@ async fn enrolled(
     e: &bus::NodeEnrolled,
 ) -> Result<Option<Recovery>, Failure> {
     let name = event_name("name", &e.name).map_err(Failure::Reject)?;
+    // A name is one machine's: an enrolment may take it only from an edge node a person added by hand
+    // ahead of it (adopted below), never from a control, worker or VM node or another enrolled node.
+    let holder: Option<(Uuid, String, String)> =
+        sqlx::query_as("SELECT id, kind, source FROM nodes WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    if let Some((id, kind, source)) = holder
+        && id != e.node_id
+        && !(kind == "edge" && source == "api")
+    {
+        return Err(Failure::Reject(format!(
+            "node name {name} belongs to another node ({kind}, from {source}); enrolment of {} may not take it",
+            e.node_id
+        )));
+    }
     // A node re-enrolled under a new name keeps its id; the old row goes.
     sqlx::query("DELETE FROM nodes WHERE id = $1 AND name <> $2")
         .bind(e.node_id)

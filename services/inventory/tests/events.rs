@@ -291,6 +291,51 @@ async fn publish_raw(app: &TestInventory, relative_subject: &str, payload: &'sta
 }
 
 #[tokio::test]
+async fn an_enrolment_never_takes_the_name_of_a_control_node_or_another_enrolled_node() {
+    let app = spawn_inventory().await;
+    let made = app
+        .post(
+            "/v1/nodes",
+            &app.tokens.admin,
+            serde_json::json!({"name": "control-1", "kind": "control", "addresses": ["100.64.0.1"]}),
+        )
+        .await;
+    assert_eq!(made.status(), 201);
+    let first = Uuid::new_v4();
+    app.publish("edge-registry", enrolled(first, "jetson-a"))
+        .await;
+    node_when(&app, "jetson-a", |n| n["id"] == first.to_string()).await;
+    app.publish("edge-registry", enrolled(Uuid::new_v4(), "control-1"))
+        .await;
+    app.publish("edge-registry", enrolled(Uuid::new_v4(), "jetson-a"))
+        .await;
+    // Both refused (dead-lettered): the control node and the first Jetson are as they were.
+    let dead = app
+        .js
+        .get_stream(Stream::DeadLetter.name(&app.namespace))
+        .await
+        .unwrap();
+    eventually("two dead letters", WAIT, || async {
+        (dead.get_info().await.ok()?.state.messages == 2).then_some(())
+    })
+    .await;
+    let control = app.get_json("/v1/nodes/control-1").await;
+    assert_eq!(control["kind"], "control");
+    assert_eq!(control["addresses"][0], "100.64.0.1");
+    assert_eq!(
+        app.get_json("/v1/nodes/jetson-a").await["id"],
+        first.to_string()
+    );
+    let reason = dead.get_raw_message(1).await.unwrap().headers;
+    let reason = reason.get(bus::DEAD_LETTER_REASON).unwrap().as_str();
+    assert!(
+        reason.contains("belongs to another node (control"),
+        "{reason}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn malformed_and_impossible_events_are_dead_lettered_and_the_consumer_goes_on() {
     let app = spawn_inventory().await;
     publish_raw(&app, "deploy.v1.synced", b"{this is not json").await;
