@@ -1,6 +1,7 @@
 //! The HomeStation edge agent: facts → enrolment (once) → K3s agent config → heartbeats.
 
 pub mod facts;
+pub mod key;
 pub mod probe;
 pub mod readings;
 
@@ -233,6 +234,8 @@ pub struct Enrolment<'a> {
     pub name: &'a str,
     pub facts: &'a Facts,
     pub tailnet: &'a facts::Tailnet,
+    /// The node's key: enrolment binds the node to it, so a retry after a lost answer is answered again.
+    pub key: &'a key::NodeKey,
     /// Keep retrying while the registry is away for at most this long.
     pub max_wait: Duration,
 }
@@ -254,6 +257,8 @@ pub async fn enroll(e: &Enrolment<'_>) -> Result<Enrolled> {
         "name": e.name,
         "tailscale": {"ip": e.tailnet.ip, "dns_name": e.tailnet.dns_name},
         "facts": e.facts,
+        "public_key": e.key.public(),
+        "proof": e.key.prove(e.token, e.name),
     });
     let url = format!("{}/v1/enroll", e.registry.trim_end_matches('/'));
     let span = tracing::info_span!(
@@ -325,12 +330,15 @@ pub async fn ensure_enrolled(
     }
     let token = token.ok_or(Error::NoToken)?;
     let inputs = inputs()?;
+    // Made (and written) before the first request: a retry after a crash or a lost answer uses the same key.
+    let key = key::NodeKey::load_or_create(state_dir)?;
     let enrolled = enroll(&Enrolment {
         registry: &inputs.registry,
         token,
         name: &inputs.name,
         facts: &inputs.facts,
         tailnet: &inputs.tailnet,
+        key: &key,
         max_wait: inputs.max_wait,
     })
     .await?;

@@ -314,12 +314,15 @@ async fn one_trace_from_the_agents_enrolment_through_the_registry_to_inventory()
     let (facts, tailnet) = edge_agent::collect_facts(&probe).unwrap();
     let root_span = tracing::info_span!("operator.enrol-jetson");
     let trace_id = root_span.context().span().span_context().trace_id();
+    let key_dir = temp_dir();
+    let key = edge_agent::key::NodeKey::load_or_create(&key_dir).unwrap();
     edge_agent::enroll(&edge_agent::Enrolment {
         registry: &edge.registry,
         token: &token,
         name: "traced-orin",
         facts: &facts,
         tailnet: &tailnet,
+        key: &key,
         max_wait: Duration::from_secs(5),
     })
     .instrument(root_span)
@@ -328,6 +331,7 @@ async fn one_trace_from_the_agents_enrolment_through_the_registry_to_inventory()
     edge.inventory_node("traced-orin", |n| n["kind"] == "edge")
         .await;
     edge.stop().await;
+    std::fs::remove_dir_all(&key_dir).unwrap();
 
     let in_trace: Vec<_> = capture
         .spans()

@@ -155,11 +155,18 @@ async fn bad_enrolments_are_refused_with_the_reason_and_record_nothing() {
     bad_name["name"] = json!("Jetson_X");
     let mut extra = Edge::enrolment(&token, "jetson-x");
     extra["facts"]["colour"] = json!("green");
+    // Signed for another name: the key's holder did not ask for this one.
+    let mut unsigned = Edge::enrolment(&token, "jetson-y");
+    unsigned["name"] = json!("jetson-x");
+    let mut no_key = Edge::enrolment(&token, "jetson-x");
+    no_key["public_key"] = json!("not-a-key");
     let cases = [
         (outside, "tailscale.ip"),
         (bad_facts, "facts.cuda"),
         (bad_name, "name"),
         (extra, "colour"),
+        (unsigned, "proof"),
+        (no_key, "public_key"),
     ];
     for (body, field) in cases {
         let (status, message, detail) = error(edge.enroll(&body).await).await;
@@ -175,6 +182,38 @@ async fn bad_enrolments_are_refused_with_the_reason_and_record_nothing() {
         "a refused enrolment does not spend the token"
     );
     assert_eq!(node_count(&edge).await, 0);
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_enrolment_with_the_same_key_gets_the_same_answer_and_no_one_else_does() {
+    let edge = common::start().await;
+    let (_, token) = edge.create_token(json!({"labels": {"site": "shed"}})).await;
+    let key = edge_agent::key::NodeKey::generate();
+    let body = Edge::enrolment_with(&key, &token, "jetson-r");
+    let first = edge.enroll(&body).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    // The answer was lost on the way: the agent sends the same request again.
+    let again = edge.enroll(&body).await;
+    assert_eq!(again.status(), 200, "answered again, not refused");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again, first, "the same node, k3s config and bus credential");
+    // Anyone else with the token (another key, even asking for the same name) is refused.
+    let thief = Edge::enrolment(&token, "jetson-r");
+    let (status, message, _) = error(edge.enroll(&thief).await).await;
+    assert_eq!(status, 403);
+    assert!(message.contains("already used"), "{message}");
+    assert_eq!(node_count(&edge).await, 1);
+    // The same key cannot enrol a second machine with another token.
+    let (_, other) = edge.create_token(json!({})).await;
+    let (status, message, _) = error(
+        edge.enroll(&Edge::enrolment_with(&key, &other, "jetson-s"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 409, "{message}");
+    assert!(message.contains("key is enrolled already"), "{message}");
     edge.stop().await;
 }
 

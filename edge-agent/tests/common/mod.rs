@@ -125,9 +125,20 @@ impl Edge {
         )
     }
 
-    /// An enrolment body as the agent sends it, for a recorded Orin named `name`.
+    /// An enrolment body as the agent sends it, for a recorded Orin named `name`, with a key of its own.
     pub fn enrolment(token: &str, name: &str) -> serde_json::Value {
+        Self::enrolment_with(&edge_agent::key::NodeKey::generate(), token, name)
+    }
+
+    /// An enrolment body signed by `key`.
+    pub fn enrolment_with(
+        key: &edge_agent::key::NodeKey,
+        token: &str,
+        name: &str,
+    ) -> serde_json::Value {
         serde_json::json!({
+            "public_key": key.public(),
+            "proof": key.prove(token, name),
             "token": token,
             "name": name,
             "tailscale": {"ip": "100.101.102.103", "dns_name": format!("{name}.tail1234.ts.net")},

@@ -194,9 +194,10 @@ pub struct Enrolled {
     pub bus: BusCredential,
 }
 
-/// Enrols an edge node with a one-time join token; answers with its K3s agent configuration.
+/// Enrols an edge node with a one-time join token; answers with its K3s agent configuration. The node is
+/// bound to its key: the same enrolment retried (same token, same key) is answered again, with 200.
 #[utoipa::path(post, path = "/v1/enroll", request_body = EnrollRequest, responses(
-    (status = 201, body = Enrolled), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 201, body = Enrolled), (status = 200, body = Enrolled), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
     (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn enroll(
     State(s): State<AppState>,
@@ -208,6 +209,12 @@ async fn enroll(
     let mut tx = s.pool.begin().await?;
     let Some(claimed) = store::claim_token(&mut tx, &sha256, node_id).await? else {
         drop(tx);
+        // The agent's retry after an answer it never got: the node this token and this key made.
+        if let Some(node) = store::enrolled_with(&s.pool, &sha256, enrollment.key.as_str()).await? {
+            tracing::info!(node = %node.name, node_id = %node.id, "enrolment retried with the same key; answered again");
+            let agent_token = s.agent_token.read().await?;
+            return Ok(enrolled(StatusCode::OK, answer(&s, &node, &agent_token)));
+        }
         return Err(refusal(&s.pool, &sha256).await?);
     };
     // Read before anything is committed: without the agent token the node cannot join, so nothing is recorded.
@@ -224,10 +231,16 @@ async fn enroll(
             labels: &labels,
             taints: &claimed.taints,
             token_id: claimed.id,
+            public_key: enrollment.key.as_str(),
         },
     )
     .await
     .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.constraint() == Some("edge_nodes_public_key") => {
+            ApiError::Conflict(
+                "this node's key is enrolled already, as another node; a machine enrols once (the token was not used)".into(),
+            )
+        }
         sqlx::Error::Database(db) if db.is_unique_violation() => ApiError::Conflict(format!(
             "a node named {} is enrolled already; choose another name (the token was not used)",
             enrollment.name
@@ -247,26 +260,41 @@ async fn enroll(
     s.outbox.notify_one();
     s.fleet.enrolled(node_id, &node.name);
     tracing::info!(node = %node.name, %node_id, ip = %enrollment.tailnet_ip.ip(), "edge node enrolled");
-    let body = Enrolled {
-        node_id,
-        name: node.name,
+    Ok(enrolled(
+        StatusCode::CREATED,
+        answer(&s, &node, &agent_token),
+    ))
+}
+
+/// The enrolment answer for `node`, as recorded: the same every time it is asked for.
+fn answer(s: &AppState, node: &EdgeNode, agent_token: &SecretString) -> Enrolled {
+    Enrolled {
+        node_id: node.id,
+        name: node.name.clone(),
         k3s: K3sAgentConfig {
             server: s.k3s.server_url.clone(),
             token: agent_token.expose_secret().to_owned(),
-            node_ip: enrollment.tailnet_ip.ip().to_string(),
+            node_ip: node.tailnet_ip.clone(),
             flannel_iface: s.k3s.flannel_iface.clone(),
-            node_labels: labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            node_taints: claimed.taints,
+            node_labels: node
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            node_taints: node.taints.clone(),
         },
         agent: s.agents.clone(),
-        bus: s.credentials.issue(node_id),
-    };
-    Ok((
-        StatusCode::CREATED,
+        bus: s.credentials.issue(node.id),
+    }
+}
+
+fn enrolled(status: StatusCode, body: Enrolled) -> Response {
+    (
+        status,
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(body),
     )
-        .into_response())
+        .into_response()
 }
 
 /// The reason a token was refused, for the agent's operator.

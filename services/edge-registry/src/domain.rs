@@ -130,6 +130,49 @@ pub struct EnrollRequest {
     pub name: String,
     pub tailscale: TailscaleIdentity,
     pub facts: FactsRequest,
+    /// The node's Ed25519 public key, base64url without padding; the agent made it and keeps the private half.
+    pub public_key: String,
+    /// The key's signature (base64url) over [`enrolment_message`]: only its holder can enrol or retry.
+    pub proof: String,
+}
+
+/// What the node's key signs to enrol (the agent's `key::enrolment_message` makes the same bytes).
+pub fn enrolment_message(token: &str, name: &str) -> String {
+    format!("homestation enrolment v1\n{token}\n{name}")
+}
+
+/// A node's public key whose holder signed this enrolment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeKey(String);
+
+impl NodeKey {
+    fn verify(public_key: &str, proof: &str, message: &str) -> Result<Self, Invalid> {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let key = URL_SAFE_NO_PAD
+            .decode(public_key)
+            .ok()
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| {
+                Invalid::new(
+                    "public_key",
+                    "is not an Ed25519 public key (32 bytes, base64url)",
+                )
+            })?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(proof)
+            .map_err(|_| Invalid::new("proof", "is not base64url"))?;
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+            .verify(message.as_bytes(), &signature)
+            .map_err(|_| {
+                Invalid::new("proof", "is not this key's signature of the token and name")
+            })?;
+        Ok(Self(public_key.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// An enrolment request, valid by construction; the token is not yet checked.
@@ -139,6 +182,7 @@ pub struct Enrollment {
     pub tailnet_ip: TailnetIp,
     pub dns_name: String,
     pub facts: bus::HardwareFacts,
+    pub key: NodeKey,
 }
 
 impl TryFrom<EnrollRequest> for Enrollment {
@@ -160,7 +204,13 @@ impl TryFrom<EnrollRequest> for Enrollment {
                 format!("{:?} is not a DNS name", r.tailscale.dns_name),
             ));
         }
+        let key = NodeKey::verify(
+            &r.public_key,
+            &r.proof,
+            &enrolment_message(&r.token, &r.name),
+        )?;
         Ok(Self {
+            key,
             token: r.token,
             name: Name::parse("name", &r.name)?,
             tailnet_ip: TailnetIp::parse("tailscale.ip", &r.tailscale.ip)?,

@@ -180,12 +180,13 @@ pub struct NewNode<'a> {
     pub labels: &'a BTreeMap<String, String>,
     pub taints: &'a [String],
     pub token_id: Uuid,
+    pub public_key: &'a str,
 }
 
 pub async fn insert_node(tx: &mut PgConnection, n: NewNode<'_>) -> sqlx::Result<EdgeNode> {
     sqlx::query_as(
-        "INSERT INTO edge_nodes (id, name, tailnet_ip, dns_name, facts, labels, taints, token_id, last_heartbeat_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) RETURNING *",
+        "INSERT INTO edge_nodes (id, name, tailnet_ip, dns_name, facts, labels, taints, token_id, public_key, last_heartbeat_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) RETURNING *",
     )
     .bind(n.id)
     .bind(n.name)
@@ -195,7 +196,24 @@ pub async fn insert_node(tx: &mut PgConnection, n: NewNode<'_>) -> sqlx::Result<
     .bind(Json(n.labels))
     .bind(Json(n.taints))
     .bind(n.token_id)
+    .bind(n.public_key)
     .fetch_one(tx)
+    .await
+}
+
+/// The node that enrolled with this join token and this key: a retry of that enrolment.
+pub async fn enrolled_with(
+    pool: &PgPool,
+    token_sha256: &str,
+    public_key: &str,
+) -> sqlx::Result<Option<EdgeNode>> {
+    sqlx::query_as(
+        "SELECT n.* FROM edge_nodes n JOIN join_tokens t ON t.id = n.token_id
+         WHERE t.sha256 = $1 AND n.public_key = $2",
+    )
+    .bind(token_sha256)
+    .bind(public_key)
+    .fetch_optional(pool)
     .await
 }
 

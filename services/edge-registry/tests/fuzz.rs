@@ -4,8 +4,13 @@
 //! accepted as something valid, never a panic. More cases: `PROPTEST_CASES=100000 cargo test -p
 //! edge-registry --test fuzz`.
 
-use edge_registry::domain::{EnrollRequest, Enrollment, JoinToken, Taint, parse_ttl};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use edge_registry::domain::{
+    EnrollRequest, Enrollment, JoinToken, Taint, enrolment_message, parse_ttl,
+};
 use proptest::prelude::*;
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use service_kit::names::Labels;
 
 fn facts() -> impl Strategy<Value = serde_json::Value> {
@@ -24,6 +29,20 @@ fn facts() -> impl Strategy<Value = serde_json::Value> {
         })
 }
 
+/// The key and proof of an enrolment: a real signature of (token, name), or arbitrary text.
+fn signed(token: &str, name: &str, forged: Option<(String, String)>) -> (String, String) {
+    if let Some(forged) = forged {
+        return forged;
+    }
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let proof = key.sign(enrolment_message(token, name).as_bytes());
+    (
+        URL_SAFE_NO_PAD.encode(key.public_key().as_ref()),
+        URL_SAFE_NO_PAD.encode(proof.as_ref()),
+    )
+}
+
 proptest! {
     #[test]
     fn arbitrary_bytes_are_not_an_enrolment(body in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -33,8 +52,11 @@ proptest! {
     }
 
     #[test]
-    fn enrolment_requests_are_refused_or_valid(token in ".{0,260}", name in ".{0,70}", ip in ".{0,45}", dns in ".{0,260}", facts in facts()) {
-        let body = serde_json::json!({"token": token, "name": name, "tailscale": {"ip": ip, "dns_name": dns}, "facts": facts});
+    fn enrolment_requests_are_refused_or_valid(token in ".{0,260}", name in ".{0,70}", ip in ".{0,45}", dns in ".{0,260}", facts in facts(),
+                                               forged in proptest::option::of((".{0,60}", ".{0,100}"))) {
+        let (public_key, proof) = signed(&token, &name, forged);
+        let body = serde_json::json!({"token": token, "name": name, "tailscale": {"ip": ip, "dns_name": dns}, "facts": facts,
+                                      "public_key": public_key, "proof": proof});
         let request: EnrollRequest = serde_json::from_value(body).expect("the shape is right");
         if let Ok(enrollment) = Enrollment::try_from(request) {
             prop_assert!(!enrollment.token.is_empty() && enrollment.token.len() <= 200);
