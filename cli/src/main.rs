@@ -149,6 +149,12 @@ enum EdgeCommand {
         /// Name or id.
         node: String,
     },
+    /// Remove an edge node (Admin): its bus credential is refused at once, it leaves inventory, and its
+    /// Kubernetes node is cordoned, drained (PodDisruptionBudgets honoured) and deleted.
+    Remove {
+        /// Name or id.
+        node: String,
+    },
     /// Revoke an unused join token (Admin).
     Revoke {
         /// The token's id (from `homestation edge token list`).
@@ -314,6 +320,24 @@ async fn edge_command(
                 .await?,
             render::edge_node,
         )),
+        EdgeCommand::Remove { node } => {
+            let removal = client
+                .delete(&format!("/v1/nodes/{}", client::segment(&node)))
+                .await?;
+            Ok(if json_out {
+                pretty(&removal)
+            } else {
+                let name = removal["name"].as_str().unwrap_or(&node);
+                match removal["state"].as_str() {
+                    Some("draining") => format!(
+                        "removing edge node {name}: its bus credential is refused from now on; its Kubernetes node is being drained, then deleted\n"
+                    ),
+                    _ => format!(
+                        "removed edge node {name}: its bus credential is refused from now on\n"
+                    ),
+                }
+            })
+        }
         EdgeCommand::Revoke { token } => {
             client
                 .delete(&format!("/v1/join-tokens/{}", client::segment(&token)))

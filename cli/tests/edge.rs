@@ -131,5 +131,30 @@ async fn tokens_are_created_listed_and_revoked_and_nodes_listed() {
     let missing = homestation(&server, &env.tokens.viewer, &["edge", "show", "ghost"]).await;
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("homestation edge list"));
+
+    // A node recorded straight into the registry's tables (enrolment has its own tests), then removed.
+    let pool = sqlx::PgPool::connect(&env.db.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO edge_nodes (id, name, tailnet_ip, dns_name, facts, token_id)
+         SELECT gen_random_uuid(), 'jetson-old', '100.64.0.9', 'jetson-old.ts.net', '{}', id FROM join_tokens LIMIT 1",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let refused = homestation(
+        &server,
+        &env.tokens.viewer,
+        &["edge", "remove", "jetson-old"],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(4), "only Admins remove nodes");
+    let removed = homestation(&server, admin, &["edge", "remove", "jetson-old"]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&removed.stdout),
+        "removed edge node jetson-old: its bus credential is refused from now on\n"
+    );
+    let again = homestation(&server, admin, &["edge", "remove", "jetson-old"]).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no edge node jetson-old"));
     running.stop().await.unwrap();
 }

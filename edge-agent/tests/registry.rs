@@ -217,6 +217,80 @@ async fn a_retried_enrolment_with_the_same_key_gets_the_same_answer_and_no_one_e
     edge.stop().await;
 }
 
+/// Connects to the test's nats-server as an enrolled node, without retrying.
+async fn connect_as(edge: &Edge, credential: &Value) -> Result<async_nats::Client, String> {
+    let user = credential["user"].as_str().unwrap().to_owned();
+    async_nats::ConnectOptions::with_user_and_password(
+        user.clone(),
+        credential["password"].as_str().unwrap().to_owned(),
+    )
+    .custom_inbox_prefix(service_kit::NatsSettings::inbox_prefix(&user))
+    .connection_timeout(Duration::from_secs(3))
+    .connect(edge.env.bus.url())
+    .await
+    .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn removing_a_node_refuses_its_bus_credential_at_once_and_removes_it_from_inventory() {
+    let edge = common::start().await;
+    let (_, token) = edge.create_token(json!({})).await;
+    let key = edge_agent::key::NodeKey::generate();
+    let body = Edge::enrolment_with(&key, &token, "jetson-gone");
+    let enrolled: Value = edge.enroll(&body).await.json().await.unwrap();
+    let credential = enrolled["bus"].clone();
+    connect_as(&edge, &credential)
+        .await
+        .expect("an enrolled node is admitted to the bus");
+    edge.inventory_node("jetson-gone", |n| n["kind"] == "edge")
+        .await;
+
+    let remove = |token: &str| {
+        edge.client
+            .delete(format!("{}/v1/nodes/jetson-gone", edge.registry))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(
+        remove(&edge.env.tokens.developer).await.unwrap().status(),
+        403
+    );
+    let removed = remove(&edge.env.tokens.admin).await.unwrap();
+    assert_eq!(removed.status(), 202);
+    let removed: Value = removed.json().await.unwrap();
+    assert_eq!(
+        removed["state"], "removed",
+        "no Kubernetes API here: nothing to drain"
+    );
+    assert!(
+        connect_as(&edge, &credential).await.is_err(),
+        "the removed node's credential is refused at once"
+    );
+    assert_eq!(node_count(&edge).await, 0);
+    // The same enrolment retried is refused now: the token stays spent.
+    let (status, _, _) = error(edge.enroll(&body).await).await;
+    assert_eq!(status, 403);
+    testkit::eventually(
+        "inventory to drop the node",
+        Duration::from_secs(15),
+        || async {
+            let status = edge
+                .client
+                .get(format!("{}/v1/nodes/jetson-gone", edge.inventory))
+                .bearer_auth(&edge.env.tokens.viewer)
+                .send()
+                .await
+                .ok()?
+                .status();
+            (status == 404).then_some(())
+        },
+    )
+    .await;
+    let (status, _, _) = error(remove(&edge.env.tokens.admin).await.unwrap()).await;
+    assert_eq!(status, 404, "removed once");
+    edge.stop().await;
+}
+
 #[tokio::test]
 async fn two_agents_racing_with_one_token_exactly_one_wins() {
     let edge = common::start().await;

@@ -64,6 +64,8 @@ events! {
     NodeOffline => "edge.v1.node.offline" in Edge by Service("edge-registry"): NodeLiveness,
     /// An offline edge node is heard from again.
     NodeOnline => "edge.v1.node.online" in Edge by Service("edge-registry"): NodeLiveness,
+    /// An admin removed an edge node: its bus credential is refused from now on, its Node drained and deleted.
+    NodeRemoved => "edge.v1.node.removed" in Edge by Service("edge-registry"): NodeRemoved,
     DeploySynced => "deploy.v1.synced" in Deploy by Service("deployer"): Deployment,
     DeployHealthy => "deploy.v1.healthy" in Deploy by Service("deployer"): Deployment,
     DeployDegraded => "deploy.v1.degraded" in Deploy by Service("deployer"): Deployment,
@@ -123,6 +125,14 @@ pub struct NodeHeartbeat {
     pub gpu_utilization_pct: Option<f32>,
     pub temperature_c: Option<f32>,
     pub disk_free_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRemoved {
+    pub node_id: Uuid,
+    pub name: String,
+    /// Who removed it (the admin's identity).
+    pub by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -38,6 +38,8 @@ pub struct AppState {
     pub k3s: crate::K3sSettings,
     pub agents: AgentSettings,
     pub max_ttl_secs: u64,
+    /// The Kubernetes reconciler drains and deletes a removed node's Node; without it, removal ends at once.
+    pub kube_enabled: bool,
 }
 
 /// What enrolled agents are told: where to send heartbeats, and how often.
@@ -53,7 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/join-tokens", post(create_token).get(list_tokens))
         .route("/v1/join-tokens/{id}", delete(revoke_token))
         .route("/v1/nodes", get(list_nodes))
-        .route("/v1/nodes/{node}", get(get_node))
+        .route("/v1/nodes/{node}", get(get_node).delete(remove_node))
         .with_state(state)
 }
 
@@ -74,7 +76,15 @@ pub fn public_router(state: AppState) -> Router {
         title = "HomeStation edge-registry",
         description = "Enrolment and liveness of edge nodes (NVIDIA Jetsons on the tailnet)."
     ),
-    paths(create_token, list_tokens, revoke_token, enroll, list_nodes, get_node),
+    paths(
+        create_token,
+        list_tokens,
+        revoke_token,
+        enroll,
+        list_nodes,
+        get_node,
+        remove_node
+    ),
     components(schemas(
         ErrorBody,
         JoinTokenRequest,
@@ -85,7 +95,8 @@ pub fn public_router(state: AppState) -> Router {
         K3sAgentConfig,
         AgentSettings,
         BusCredential,
-        EdgeNode
+        EdgeNode,
+        Removal
     ))
 )]
 pub struct ApiDoc;
@@ -335,6 +346,56 @@ async fn get_node(
                 "no edge node {node}; `homestation edge list` shows them"
             ))
         })
+}
+
+/// What removing a node started.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Removal {
+    pub node_id: Uuid,
+    pub name: String,
+    /// `draining`: the Kubernetes node is being cordoned, drained (Eviction API, PodDisruptionBudgets
+    /// honoured) and then deleted; `removed`: nothing is left (no Kubernetes API configured).
+    pub state: String,
+}
+
+/// Removes an edge node (Admin): its bus credential is refused at once, the node leaves the fleet and
+/// inventory, and its Kubernetes node is drained and deleted.
+#[utoipa::path(delete, path = "/v1/nodes/{node}", params(("node" = String, Path)), responses(
+    (status = 202, body = Removal), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn remove_node(
+    State(s): State<AppState>,
+    identity: Identity,
+    Path(node): Path<String>,
+) -> ApiResult<(StatusCode, axum::Json<Removal>)> {
+    identity.require(Role::Admin)?;
+    let mut tx = s.pool.begin().await?;
+    let removed = store::begin_removal(&mut tx, &node, &identity.subject)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no edge node {node}")))?;
+    let event = Event::NodeRemoved(bus::NodeRemoved {
+        node_id: removed.id,
+        name: removed.name.clone(),
+        by: identity.subject.clone(),
+    });
+    bus::outbox::enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
+    tx.commit().await?;
+    s.outbox.notify_one();
+    s.fleet.forget(removed.id);
+    let state = if s.kube_enabled {
+        "draining"
+    } else {
+        store::finish_removal(&s.pool, removed.id).await?;
+        "removed"
+    };
+    tracing::info!(node = %removed.name, node_id = %removed.id, by = %identity.subject, state, "edge node removed; its bus credential is refused from now on");
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(Removal {
+            node_id: removed.id,
+            name: removed.name,
+            state: state.to_owned(),
+        }),
+    ))
 }
 
 /// Where the cluster's K3s agent token is read from at each enrolment (Vault/OpenBao KV v2).

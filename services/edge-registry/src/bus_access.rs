@@ -103,14 +103,16 @@ impl NodeCredentials {
 impl Authorizer for NodeCredentials {
     async fn authorize(&self, credentials: Credentials) -> Result<Identity, String> {
         let id = self.verify(&credentials.user, credentials.password.expose_secret())?;
-        let enrolled: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM edge_nodes WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| format!("looking the node up: {e}"))?;
+        // A node being removed is refused from the moment an admin asked.
+        let enrolled: Option<(Uuid,)> =
+            sqlx::query_as("SELECT id FROM edge_nodes WHERE id = $1 AND removing_since IS NULL")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| format!("looking the node up: {e}"))?;
         enrolled
             .map(|_| Identity::EdgeNode(id))
-            .ok_or_else(|| format!("node {id} is not enrolled (removed?)"))
+            .ok_or_else(|| format!("node {id} is not enrolled (or was removed)"))
     }
 }
 

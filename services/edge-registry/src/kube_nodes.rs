@@ -4,17 +4,22 @@
 //!
 //! A Node is touched only if its addresses include the tailnet IP the node enrolled with: an enrolment
 //! that merely borrows another machine's name (the control plane's, a worker's) changes nothing there.
+//!
+//! A removed node's Node is cordoned, drained through the Eviction API (so PodDisruptionBudgets hold: a
+//! refused eviction is tried again next tick) and deleted once only DaemonSet and mirror pods are left.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Taint};
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams};
 use serde::Deserialize;
 use service_kit::Shutdown;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
+
+use crate::store;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -54,6 +59,7 @@ struct Pending {
     labeled: bool,
     offline: bool,
     cordoned_by_us: bool,
+    removing: bool,
 }
 
 /// What one reconcile did, for logs and tests.
@@ -65,6 +71,31 @@ pub struct Report {
     pub not_registered: Vec<String>,
     /// A Node of that name exists but does not have the enrolled tailnet IP: left untouched.
     pub not_the_enrolled_machine: Vec<String>,
+    /// Removed nodes still draining: pods were evicted or an eviction was refused (a PodDisruptionBudget).
+    pub draining: Vec<String>,
+    /// Removed nodes whose Node is deleted (or never was), and whose row is gone.
+    pub removed: Vec<String>,
+}
+
+/// Whether draining must wait for `pod`: not a DaemonSet's or a mirror pod (they go with the Node), and
+/// not finished.
+fn must_leave(pod: &Pod) -> bool {
+    let daemon = pod
+        .metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|r| r.kind == "DaemonSet"));
+    let mirror = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Succeeded" || p == "Failed");
+    !daemon && !mirror && !finished
 }
 
 /// Whether the Node reports `ip` among its addresses (K3s sets `node-ip`, the tailnet address, as its
@@ -98,19 +129,30 @@ fn taint(raw: &str) -> Option<Taint> {
 }
 
 pub struct Reconciler {
-    pub nodes: Api<Node>,
-    pub pool: PgPool,
-    pub cordon_offline: bool,
+    client: kube::Client,
+    nodes: Api<Node>,
+    pool: PgPool,
+    cordon_offline: bool,
 }
 
 const MANAGER: &str = "homestation-edge-registry";
 
 impl Reconciler {
+    pub fn new(client: kube::Client, pool: PgPool, cordon_offline: bool) -> Self {
+        Self {
+            nodes: Api::all(client.clone()),
+            client,
+            pool,
+            cordon_offline,
+        }
+    }
+
     async fn pending(&self) -> sqlx::Result<Vec<Pending>> {
         let rows = sqlx::query(
-            "SELECT id, name, tailnet_ip, labels, taints, kube_labeled_at IS NOT NULL AS labeled, state = 'offline' AS offline, kube_cordoned
+            "SELECT id, name, tailnet_ip, labels, taints, kube_labeled_at IS NOT NULL AS labeled, state = 'offline' AS offline,
+                    kube_cordoned, removing_since IS NOT NULL AS removing
              FROM edge_nodes
-             WHERE kube_labeled_at IS NULL OR (state = 'offline') <> kube_cordoned",
+             WHERE kube_labeled_at IS NULL OR (state = 'offline') <> kube_cordoned OR removing_since IS NOT NULL",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -125,6 +167,7 @@ impl Reconciler {
                     labeled: r.try_get("labeled")?,
                     offline: r.try_get("offline")?,
                     cordoned_by_us: r.try_get("kube_cordoned")?,
+                    removing: r.try_get("removing")?,
                 })
             })
             .collect()
@@ -135,9 +178,33 @@ impl Reconciler {
         let mut report = Report::default();
         for node in self.pending().await? {
             let Some(current) = self.nodes.get_opt(&node.name).await? else {
-                report.not_registered.push(node.name);
+                if node.removing {
+                    store::finish_removal(&self.pool, node.id).await?;
+                    report.removed.push(node.name);
+                } else {
+                    report.not_registered.push(node.name);
+                }
                 continue;
             };
+            if node.removing && !has_address(&current, &node.tailnet_ip) {
+                // Not the removed machine's Node: nothing of ours to drain there.
+                store::finish_removal(&self.pool, node.id).await?;
+                report.removed.push(node.name);
+                continue;
+            }
+            if node.removing {
+                if self.drain(&node.name, &current).await? {
+                    self.nodes
+                        .delete(&node.name, &DeleteParams::default())
+                        .await?;
+                    store::finish_removal(&self.pool, node.id).await?;
+                    tracing::info!(node = %node.name, "removed edge node drained; its Kubernetes node is deleted");
+                    report.removed.push(node.name);
+                } else {
+                    report.draining.push(node.name);
+                }
+                continue;
+            }
             if !has_address(&current, &node.tailnet_ip) {
                 tracing::warn!(
                     node = %node.name,
@@ -171,6 +238,43 @@ impl Reconciler {
             }
         }
         Ok(report)
+    }
+
+    /// Cordons the Node and evicts what must leave it; true once nothing but DaemonSet, mirror and
+    /// finished pods is left.
+    async fn drain(&self, name: &str, current: &Node) -> Result<bool, Error> {
+        let cordoned = current
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false);
+        if !cordoned {
+            self.set_unschedulable(name, true).await?;
+        }
+        let on_node = ListParams::default().fields(&format!("spec.nodeName={name}"));
+        let pods = Api::<Pod>::all(self.client.clone()).list(&on_node).await?;
+        let mut left = 0;
+        for pod in pods.items.iter().filter(|p| must_leave(p)) {
+            left += 1;
+            if pod.metadata.deletion_timestamp.is_some() {
+                continue; // already on its way out
+            }
+            let (Some(pod_name), Some(namespace)) = (&pod.metadata.name, &pod.metadata.namespace)
+            else {
+                continue;
+            };
+            let pods = Api::<Pod>::namespaced(self.client.clone(), namespace);
+            match pods.evict(pod_name, &EvictParams::default()).await {
+                Ok(_) => tracing::info!(node = name, pod = %pod_name, %namespace, "evicted"),
+                // 429: a PodDisruptionBudget does not allow it now; the next tick asks again.
+                Err(kube::Error::Api(status)) if status.code == 429 => {
+                    tracing::info!(node = name, pod = %pod_name, %namespace, "eviction refused by a PodDisruptionBudget; trying again next tick")
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => left -= 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(left == 0)
     }
 
     async fn label(&self, node: &Pending, current: &Node) -> Result<(), Error> {

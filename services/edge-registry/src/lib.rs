@@ -183,6 +183,7 @@ impl service_kit::Service for Application {
                 heartbeat_interval_secs: self.config.liveness.heartbeat_interval_secs,
             },
             max_ttl_secs: self.config.max_token_ttl_secs,
+            kube_enabled: self.config.kube.enabled,
         };
         let mut running = core.serve(
             api::router(state.clone()),
@@ -212,11 +213,7 @@ impl service_kit::Service for Application {
         );
         if kube.enabled {
             let client = kube::Client::try_default().await.map_err(Error::Kube)?;
-            let reconciler = kube_nodes::Reconciler {
-                nodes: kube::Api::all(client),
-                pool,
-                cordon_offline: kube.cordon_offline,
-            };
+            let reconciler = kube_nodes::Reconciler::new(client, pool, kube.cordon_offline);
             let every = Duration::from_secs(kube.reconcile_interval_secs.max(1));
             running.spawn("kube-nodes", reconciler.run(every, shutdown));
         }

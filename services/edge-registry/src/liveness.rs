@@ -187,6 +187,11 @@ impl Fleet {
         );
     }
 
+    /// Drops a removed node: its heartbeats count as unknown from now on, and it is never declared offline.
+    pub fn forget(&self, id: Uuid) {
+        self.nodes.lock().expect("fleet lock").remove(&id);
+    }
+
     /// Records a heartbeat; false (and counted) when the node is not enrolled.
     pub fn heartbeat(&self, beat: NodeHeartbeat, sent_at: DateTime<Utc>) -> bool {
         let now = Utc::now();

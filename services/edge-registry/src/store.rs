@@ -209,7 +209,7 @@ pub async fn enrolled_with(
 ) -> sqlx::Result<Option<EdgeNode>> {
     sqlx::query_as(
         "SELECT n.* FROM edge_nodes n JOIN join_tokens t ON t.id = n.token_id
-         WHERE t.sha256 = $1 AND n.public_key = $2",
+         WHERE t.sha256 = $1 AND n.public_key = $2 AND n.removing_since IS NULL",
     )
     .bind(token_sha256)
     .bind(public_key)
@@ -218,16 +218,44 @@ pub async fn enrolled_with(
 }
 
 pub async fn list_nodes(pool: &PgPool) -> sqlx::Result<Vec<EdgeNode>> {
-    sqlx::query_as("SELECT * FROM edge_nodes ORDER BY name")
+    sqlx::query_as("SELECT * FROM edge_nodes WHERE removing_since IS NULL ORDER BY name")
         .fetch_all(pool)
         .await
 }
 
 pub async fn get_node(pool: &PgPool, key: &str) -> sqlx::Result<Option<EdgeNode>> {
-    sqlx::query_as("SELECT * FROM edge_nodes WHERE id::text = $1 OR name = $1")
-        .bind(key)
-        .fetch_optional(pool)
+    sqlx::query_as(
+        "SELECT * FROM edge_nodes WHERE (id::text = $1 OR name = $1) AND removing_since IS NULL",
+    )
+    .bind(key)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Marks the node removed (by id or name): its credential is refused and it leaves every listing at
+/// once; the Kubernetes side follows (`kube_nodes`). None when there is no such node (or it is already going).
+pub async fn begin_removal(
+    tx: &mut PgConnection,
+    key: &str,
+    by: &str,
+) -> sqlx::Result<Option<EdgeNode>> {
+    sqlx::query_as(
+        "UPDATE edge_nodes SET removing_since = now(), removed_by = $2
+         WHERE (id::text = $1 OR name = $1) AND removing_since IS NULL RETURNING *",
+    )
+    .bind(key)
+    .bind(by)
+    .fetch_optional(tx)
+    .await
+}
+
+/// The last of a removed node: its row (and with it the name) goes.
+pub async fn finish_removal(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM edge_nodes WHERE id = $1 AND removing_since IS NOT NULL")
+        .bind(id)
+        .execute(pool)
         .await
+        .map(drop)
 }
 
 pub async fn set_state(tx: &mut PgConnection, id: Uuid, state: &str) -> sqlx::Result<()> {

@@ -83,11 +83,7 @@ async fn setup() -> (sqlx::PgPool, Reconciler, Handle, Uuid) {
     .unwrap();
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
-    let reconciler = Reconciler {
-        nodes: kube::Api::<Node>::all(client),
-        pool: pool.clone(),
-        cordon_offline: true,
-    };
+    let reconciler = Reconciler::new(client, pool.clone(), true);
     (pool, reconciler, handle, node)
 }
 
@@ -195,6 +191,116 @@ async fn a_node_whose_addresses_lack_the_tailnet_ip_is_never_patched() {
             .await
             .unwrap();
     assert!(!labeled && !cordoned, "neither labelled nor cordoned");
+}
+
+fn pod(namespace: &str, name: &str, owner: &str) -> Value {
+    json!({"metadata": {"name": name, "namespace": namespace,
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": owner, "name": "x", "uid": "u1"}]},
+           "spec": {"nodeName": "jetson-orin-1", "containers": []},
+           "status": {"phase": "Running"}})
+}
+
+fn pods_on_node(items: Vec<Value>) -> Value {
+    json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
+}
+
+/// Answers the pod list of the node, checking it asks for the node's pods only.
+async fn answer_pods(handle: &mut Handle, items: Vec<Value>) {
+    let (request, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .expect("the reconciler listed the pods")
+        .expect("a request");
+    assert_eq!(request.method(), Method::GET);
+    assert_eq!(request.uri().path(), "/api/v1/pods");
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    assert!(
+        query.contains("fieldSelector=spec.nodeName%3Djetson-orin-1"),
+        "{query}"
+    );
+    send.send_response(
+        Response::builder()
+            .body(Body::from(
+                serde_json::to_vec(&pods_on_node(items)).unwrap(),
+            ))
+            .unwrap(),
+    );
+}
+
+const EVICTION: &str = "/api/v1/namespaces/ml/pods/infer-0/eviction";
+
+#[tokio::test]
+async fn a_removed_node_is_cordoned_drained_through_evictions_and_deleted() {
+    let (pool, reconciler, mut handle, _) = setup().await;
+    sqlx::query("UPDATE edge_nodes SET kube_labeled_at = now(), removing_since = now(), removed_by = 'admin'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let running = vec![
+        pod("ml", "infer-0", "StatefulSet"),
+        pod("kube-system", "flannel-x", "DaemonSet"),
+    ];
+    let pdb = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "TooManyRequests", "code": 429,
+        "message": "Cannot evict pod as it would violate the pod's disruption budget."});
+    let evicted = json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201});
+
+    // Tick 1: cordon, then the eviction a PodDisruptionBudget refuses; the DaemonSet's pod is left alone.
+    let exchange = async {
+        answer(&mut handle, Method::GET, NODE_PATH, 200, recorded_node()).await;
+        let cordon = answer(&mut handle, Method::PATCH, NODE_PATH, 200, recorded_node()).await;
+        answer_pods(&mut handle, running.clone()).await;
+        let eviction = answer(&mut handle, Method::POST, EVICTION, 429, pdb.clone()).await;
+        (cordon, eviction)
+    };
+    let (report, (cordon, eviction)) = tokio::join!(reconciler.reconcile_once(), exchange);
+    assert_eq!(report.unwrap().draining, ["jetson-orin-1"]);
+    assert_eq!(cordon, json!({"spec": {"unschedulable": true}}));
+    // kube-rs posts the Eviction body as the API server accepts it: metadata.name (and delete options).
+    assert_eq!(eviction["metadata"]["name"], "infer-0");
+
+    // Tick 2: the budget allows it now.
+    let mut cordoned = recorded_node();
+    cordoned["spec"]["unschedulable"] = json!(true);
+    let exchange = async {
+        answer(&mut handle, Method::GET, NODE_PATH, 200, cordoned.clone()).await;
+        answer_pods(&mut handle, running.clone()).await;
+        answer(&mut handle, Method::POST, EVICTION, 201, evicted.clone()).await
+    };
+    let (report, _) = tokio::join!(reconciler.reconcile_once(), exchange);
+    assert_eq!(
+        report.unwrap().draining,
+        ["jetson-orin-1"],
+        "gone only once the pod is"
+    );
+
+    // Tick 3: only the DaemonSet's pod is left: the Node is deleted, and the row with it.
+    let exchange = async {
+        answer(&mut handle, Method::GET, NODE_PATH, 200, cordoned.clone()).await;
+        answer_pods(
+            &mut handle,
+            vec![pod("kube-system", "flannel-x", "DaemonSet")],
+        )
+        .await;
+        answer(
+            &mut handle,
+            Method::DELETE,
+            NODE_PATH,
+            200,
+            cordoned.clone(),
+        )
+        .await
+    };
+    let (report, _) = tokio::join!(reconciler.reconcile_once(), exchange);
+    assert_eq!(report.unwrap().removed, ["jetson-orin-1"]);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM edge_nodes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "the name is free again");
+    let quiet = tokio::time::timeout(Duration::from_secs(2), reconciler.reconcile_once())
+        .await
+        .expect("no API call")
+        .unwrap();
+    assert_eq!(quiet, Report::default());
 }
 
 #[tokio::test]

@@ -66,6 +66,7 @@ fn moves_health(event: &Event) -> bool {
         Event::NodeEnrolled(_)
             | Event::NodeOffline(_)
             | Event::NodeOnline(_)
+            | Event::NodeRemoved(_)
             | Event::DeployHealthy(_)
             | Event::DeployDegraded(_)
             | Event::DeployRolledBack(_)
@@ -110,6 +111,7 @@ async fn apply(tx: &mut Tx<'_>, envelope: &Envelope) -> Result<Option<Recovery>,
         Event::NodeEnrolled(e) => enrolled(tx, envelope, e).await,
         Event::NodeOffline(e) => liveness(tx, envelope, e, Health::Offline).await,
         Event::NodeOnline(e) => liveness(tx, envelope, e, Health::Healthy).await,
+        Event::NodeRemoved(e) => removed(tx, envelope, e).await.map(|()| None),
         Event::DeploySynced(d) => deployment(tx, envelope, d, "synced", None).await,
         Event::DeployHealthy(d) => {
             deployment(tx, envelope, d, "healthy", Some(Health::Healthy)).await
@@ -200,6 +202,22 @@ async fn enrolled(
     };
     store::record_change(tx, Entity::Node, e.node_id, name.as_str(), change).await?;
     Ok(recovered.map(|after| Recovery::Node { after }))
+}
+
+/// An edge node an admin removed through edge-registry leaves the view (a change event says so).
+async fn removed(
+    tx: &mut Tx<'_>,
+    envelope: &Envelope,
+    e: &bus::NodeRemoved,
+) -> Result<(), Failure> {
+    // By id only: a node of the same name that is not this one stays.
+    let gone = store::delete_node(tx, &store::Key::Id(e.node_id)).await?;
+    if gone.is_none() {
+        tracing::debug!(node = %e.node_id, "removed node was not in inventory; nothing to do");
+    }
+    let detail = json!({ "by": e.by });
+    store::record_activity(tx, envelope, "node", &e.name, "removed", detail).await?;
+    Ok(())
 }
 
 async fn liveness(
