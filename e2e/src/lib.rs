@@ -311,6 +311,8 @@ pub struct Lab {
     pub dir: PathBuf,
     pub env: TestEnv,
     pub admin: String,
+    /// What Traefik adds to requests that passed Authelia; the services trust forwarded headers with it only.
+    pub proxy_proof: String,
     pub bao: OpenBao,
     pub s3: S3Server,
     pub services: Vec<Service>,
@@ -344,6 +346,7 @@ impl Lab {
         std::fs::create_dir_all(&dir).expect("scratch dir");
         let env = TestEnv::new().await;
         let (admin, admin_sha256) = testkit::token();
+        let (proxy_proof, proxy_proof_sha256) = testkit::token();
         let bao = testkit::openbao().await;
         bao.kv_put(
             "homestation/k3s",
@@ -374,6 +377,7 @@ impl Lab {
         let common = |service: &str, db: &str| {
             format!(
                 "[database]\nurl = \"{db}\"\n[nats]\n{nats}\
+                 [auth]\nproxy_proof_sha256 = \"{proxy_proof_sha256}\"\n\
                  [[auth.service_tokens]]\nname = \"admin\"\nsha256 = \"{admin_sha256}\"\nrole = \"admin\"\n",
                 nats = env.bus.toml(service),
             )
@@ -497,6 +501,7 @@ impl Lab {
             dir,
             env,
             admin,
+            proxy_proof,
             bao,
             s3,
             services,

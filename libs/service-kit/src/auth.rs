@@ -15,6 +15,9 @@ use crate::error::ApiError;
 /// Authelia sets these after a successful forward-auth check at Traefik.
 pub const REMOTE_USER: &str = "remote-user";
 pub const REMOTE_GROUPS: &str = "remote-groups";
+/// Traefik adds this to every request that passed Authelia (its `homestation-proxy-proof` middleware,
+/// the value from Vault): without it, Remote-User/Remote-Groups are anyone's words and are refused.
+pub const PROXY_PROOF: &str = "homestation-proxy-proof";
 
 /// Roles, ordered: each one may do what the ones below it may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
@@ -80,8 +83,11 @@ pub struct ServiceToken {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
-    /// Trust `Remote-User`/`Remote-Groups`; only safe where a NetworkPolicy admits Traefik alone.
+    /// Trust `Remote-User`/`Remote-Groups` on requests that carry the proxy's proof ([`PROXY_PROOF`]).
     pub trust_forward_auth: bool,
+    /// Hex SHA-256 of the secret Traefik sends as `HomeStation-Proxy-Proof`. Unset: forwarded headers
+    /// are refused from everyone (service tokens still work).
+    pub proxy_proof_sha256: Option<String>,
     pub admin_groups: BTreeSet<String>,
     pub developer_groups: BTreeSet<String>,
     pub viewer_groups: BTreeSet<String>,
@@ -93,6 +99,7 @@ impl Default for AuthSettings {
         let set = |s: &str| BTreeSet::from([s.to_owned()]);
         Self {
             trust_forward_auth: true,
+            proxy_proof_sha256: None,
             admin_groups: set("admins"),
             developer_groups: set("developers"),
             viewer_groups: set("viewers"),
@@ -114,6 +121,11 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(settings: AuthSettings) -> Result<Self, String> {
+        if let Some(proof) = &settings.proxy_proof_sha256
+            && !(proof.len() == 64 && proof.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err("auth.proxy_proof_sha256 must be 64 hex digits".into());
+        }
         for token in &settings.service_tokens {
             let valid =
                 token.sha256.len() == 64 && token.sha256.bytes().all(|b| b.is_ascii_hexdigit());
@@ -138,9 +150,14 @@ impl Authenticator {
                 })?;
             return self.token_identity(token.trim());
         }
-        if self.settings.trust_forward_auth
-            && let Some(user) = headers.get(REMOTE_USER).and_then(|v| v.to_str().ok())
-        {
+        if let Some(user) = headers.get(REMOTE_USER).and_then(|v| v.to_str().ok()) {
+            if !self.from_proxy(headers) {
+                return Err(ApiError::Unauthorized(
+                    "forwarded identity headers are accepted only from the proxy (Traefik, after Authelia); \
+                     a service sends `Authorization: Bearer <token>`"
+                        .into(),
+                ));
+            }
             let groups = headers
                 .get(REMOTE_GROUPS)
                 .and_then(|v| v.to_str().ok())
@@ -150,6 +167,26 @@ impl Authenticator {
         Err(ApiError::Unauthorized(
             "no identity: sign in through Authelia or send `Authorization: Bearer <token>`".into(),
         ))
+    }
+
+    /// Whether the request carries the proxy's proof (compared in constant time).
+    fn from_proxy(&self, headers: &HeaderMap) -> bool {
+        let (true, Some(expected), Some(sent)) = (
+            self.settings.trust_forward_auth,
+            self.settings.proxy_proof_sha256.as_deref(),
+            headers.get(PROXY_PROOF).and_then(|v| v.to_str().ok()),
+        ) else {
+            return false;
+        };
+        let (Ok(expected), sent) = (hex::decode(expected), Sha256::digest(sent.as_bytes())) else {
+            return false;
+        };
+        expected.len() == sent.len()
+            && expected
+                .iter()
+                .zip(sent.iter())
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
     }
 
     fn token_identity(&self, token: &str) -> Result<Identity, ApiError> {
@@ -249,35 +286,63 @@ mod tests {
         assert!(matches!(wrong, Err(ApiError::Unauthorized(_))));
     }
 
+    const PROOF: &str = "proof-made-in-this-test";
+
+    fn behind_proxy() -> Authenticator {
+        Authenticator::new(AuthSettings {
+            proxy_proof_sha256: Some(token_sha256(PROOF)),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
     #[test]
     fn groups_take_the_highest_role_and_unknown_groups_are_forbidden() {
-        let auth = Authenticator::new(AuthSettings::default()).unwrap();
+        let auth = behind_proxy();
         let id = auth
             .identify(&headers(&[
                 ("remote-user", "ana"),
                 ("remote-groups", "viewers, admins"),
+                (PROXY_PROOF, PROOF),
             ]))
             .unwrap();
         assert_eq!(id.role, Role::Admin);
         let none = auth.identify(&headers(&[
             ("remote-user", "bob"),
             ("remote-groups", "cats"),
+            (PROXY_PROOF, PROOF),
         ]));
         assert!(matches!(none, Err(ApiError::Forbidden(_))));
     }
 
     #[test]
-    fn forward_headers_are_ignored_unless_trusted() {
-        let auth = Authenticator::new(AuthSettings {
+    fn forwarded_headers_without_the_proxys_proof_are_refused() {
+        let forged = |proof: Option<&'static str>| {
+            let mut h = headers(&[("remote-user", "mallory"), ("remote-groups", "admins")]);
+            if let Some(p) = proof {
+                h.insert(PROXY_PROOF, p.parse().unwrap());
+            }
+            h
+        };
+        let auth = behind_proxy();
+        for refused in [None, Some("guessed"), Some("")] {
+            let id = auth.identify(&forged(refused));
+            assert!(
+                matches!(id, Err(ApiError::Unauthorized(_))),
+                "{refused:?}: {id:?}"
+            );
+        }
+        // No proof configured, or forward-auth off: nobody's headers are trusted, proof or not.
+        let unconfigured = Authenticator::new(AuthSettings::default()).unwrap();
+        assert!(unconfigured.identify(&forged(Some(PROOF))).is_err());
+        let off = Authenticator::new(AuthSettings {
             trust_forward_auth: false,
+            proxy_proof_sha256: Some(token_sha256(PROOF)),
             ..Default::default()
         })
         .unwrap();
-        let id = auth.identify(&headers(&[
-            ("remote-user", "ana"),
-            ("remote-groups", "admins"),
-        ]));
-        assert!(matches!(id, Err(ApiError::Unauthorized(_))));
+        assert!(off.identify(&forged(Some(PROOF))).is_err());
+        assert!(auth.identify(&forged(Some(PROOF))).is_ok());
     }
 
     #[test]

@@ -202,11 +202,13 @@ where
     })
 }
 
-/// One generated bearer token per role.
+/// One generated bearer token per role, and the proxy's proof (what Traefik adds to requests that passed
+/// Authelia; a test acting as the proxy sends it with Remote-User/Remote-Groups).
 pub struct Tokens {
     pub admin: String,
     pub developer: String,
     pub viewer: String,
+    pub proxy_proof: String,
 }
 
 /// Everything a service test needs from the kit: a fresh database, a nats-server with the lab's
@@ -246,9 +248,11 @@ impl TestEnv {
             admin: issue("admin", Role::Admin),
             developer: issue("developer", Role::Developer),
             viewer: issue("viewer", Role::Viewer),
+            proxy_proof: token().0,
         };
         let auth = AuthSettings {
             service_tokens,
+            proxy_proof_sha256: Some(service_kit::auth::token_sha256(&tokens.proxy_proof)),
             ..Default::default()
         };
         Self {

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use edge_registry::kube_nodes::{Reconciler, Report};
 use http::{Method, Request, Response};
-use k8s_openapi::api::core::v1::Node;
 use kube::client::Body;
 use serde_json::{Value, json};
 use uuid::Uuid;

@@ -1,4 +1,5 @@
-//! The role matrix: every route × no identity, Viewer, Developer, Admin, through both tokens and Authelia headers.
+//! The role matrix: every route × no identity, Viewer, Developer, Admin, through both tokens and Authelia headers
+//! (with the proxy's proof, as Traefik forwards them), and forged Authelia headers without it (always 401).
 
 mod common;
 
@@ -17,9 +18,11 @@ enum Caller {
     DeveloperGroup,
     AdminGroup,
     NoGroup,
+    /// Remote-Groups: admins straight to the service, without the proxy's proof (a compromised pod).
+    ForgedAdminGroup,
 }
 
-const CALLERS: [Caller; 9] = [
+const CALLERS: [Caller; 10] = [
     Caller::Nobody,
     Caller::UnknownToken,
     Caller::ViewerToken,
@@ -29,6 +32,7 @@ const CALLERS: [Caller; 9] = [
     Caller::DeveloperGroup,
     Caller::AdminGroup,
     Caller::NoGroup,
+    Caller::ForgedAdminGroup,
 ];
 
 /// The least role a route needs.
@@ -50,7 +54,7 @@ fn role_of(caller: Caller) -> Option<Needs> {
 
 fn expected(caller: Caller, needs: Needs, success: u16) -> u16 {
     match (caller, role_of(caller)) {
-        (Caller::Nobody | Caller::UnknownToken, _) => 401,
+        (Caller::Nobody | Caller::UnknownToken | Caller::ForgedAdminGroup, _) => 401,
         (Caller::NoGroup, _) => 403,
         (_, Some(role)) if role >= needs => success,
         _ => 403,
@@ -145,6 +149,13 @@ async fn send(
     body: Option<serde_json::Value>,
 ) -> u16 {
     let mut request = app.client.request(method, app.url(path));
+    if matches!(
+        caller,
+        Caller::ViewerGroup | Caller::DeveloperGroup | Caller::AdminGroup | Caller::NoGroup
+    ) {
+        // As Traefik forwards them, after Authelia.
+        request = request.header(service_kit::auth::PROXY_PROOF, &app.tokens.proxy_proof);
+    }
     request = match caller {
         Caller::Nobody => request,
         Caller::UnknownToken => request.bearer_auth("not-a-token-we-issued"),
@@ -163,6 +174,9 @@ async fn send(
         Caller::NoGroup => request
             .header("Remote-User", "eve")
             .header("Remote-Groups", "guests"),
+        Caller::ForgedAdminGroup => request
+            .header("Remote-User", "mallory")
+            .header("Remote-Groups", "admins"),
     };
     if let Some(body) = body {
         request = request.json(&body);
