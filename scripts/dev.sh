@@ -7,6 +7,7 @@ STATE="$ROOT/.dev"
 HTTP_PORT="${HOMESTATION_DEV_HTTP_PORT:-8080}"
 GRPC_PORT="${HOMESTATION_DEV_GRPC_PORT:-8081}"
 EDGE_PORT="${HOMESTATION_DEV_EDGE_PORT:-8082}"
+ENROL_PORT="${HOMESTATION_DEV_ENROL_PORT:-8088}"
 BAO_PORT="${HOMESTATION_DEV_BAO_PORT:-8200}"
 BACKUP_PORT="${HOMESTATION_DEV_BACKUP_PORT:-8083}"
 S3_PORT="${HOMESTATION_DEV_S3_PORT:-8084}"
@@ -100,6 +101,7 @@ done
 
 HOMESTATION_EDGE_REGISTRY__DATABASE__URL="postgres://postgres@127.0.0.1:5432/$EDGE_DATABASE" \
 HOMESTATION_EDGE_REGISTRY__HTTP__PORT="$EDGE_PORT" \
+HOMESTATION_EDGE_REGISTRY__ENROL__PORT="$ENROL_PORT" \
 HOMESTATION_EDGE_REGISTRY__VAULT__ADDRESS="http://127.0.0.1:$BAO_PORT" \
 HOMESTATION_EDGE_REGISTRY__VAULT__TOKEN="$bao_token" \
 HOMESTATION_EDGE_REGISTRY__AUTH__SERVICE_TOKENS="$HOMESTATION_INVENTORY__AUTH__SERVICE_TOKENS" \
@@ -196,7 +198,7 @@ cat <<INFO
 HomeStation is running:
   inventory REST   http://127.0.0.1:$HTTP_PORT/v1   (OpenAPI: /v1/openapi.json)
   inventory gRPC   127.0.0.1:$GRPC_PORT             (grpc.health.v1 included)
-  edge-registry    http://127.0.0.1:$EDGE_PORT/v1   (OpenAPI: /v1/openapi.json)
+  edge-registry    http://127.0.0.1:$EDGE_PORT/v1   (OpenAPI: /v1/openapi.json); agents enrol at http://127.0.0.1:$ENROL_PORT
   backup           http://127.0.0.1:$BACKUP_PORT/v1   (OpenAPI: /v1/openapi.json; policies in .dev/backup.toml)
   S3 (moto)        http://127.0.0.1:$S3_PORT        (in memory; bucket homestation-backups)
   secrets-rotator  http://127.0.0.1:$SECRETS_PORT/v1   (OpenAPI: /v1/openapi.json; policies in .dev/secrets-rotator.toml)
@@ -216,7 +218,7 @@ In another shell:
   homestation backup run inventory-db && homestation backup drills --run inventory-db
   homestation secrets rotate homestation/demo/api && homestation secrets history
   homestation edge token create --ttl 1h        # then enrol a simulated Jetson (recorded AGX Orin facts):
-  HOMESTATION_JOIN_TOKEN=<token> homestation-edge-agent --registry http://127.0.0.1:$EDGE_PORT \\
+  HOMESTATION_JOIN_TOKEN=<token> homestation-edge-agent --registry http://127.0.0.1:$ENROL_PORT \\
     --recorded edge-agent/tests/fixtures/agx-orin-jp6 --root .dev/edge-root --state-dir .dev/edge-root/state
 
 Ctrl-C stops everything this started.

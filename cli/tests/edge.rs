@@ -23,6 +23,7 @@ async fn tokens_are_created_listed_and_revoked_and_nodes_listed() {
     let bao = testkit::openbao().await;
     let registry = edge_registry::Application::build(edge_registry::Config {
         http: HttpSettings::with_port(0),
+        enrol: HttpSettings::with_port(0),
         database: env.database(),
         nats: env.nats("edge-registry"),
         callout: edge_registry::bus_access::CalloutSettings {

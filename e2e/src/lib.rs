@@ -313,6 +313,8 @@ pub struct Lab {
     pub admin: String,
     /// What Traefik adds to requests that passed Authelia; the services trust forwarded headers with it only.
     pub proxy_proof: String,
+    /// edge-registry's enrolment listener, where agents enrol (the tailnet's one door in the lab).
+    pub enrol: String,
     pub bao: OpenBao,
     pub s3: S3Server,
     pub services: Vec<Service>,
@@ -347,6 +349,7 @@ impl Lab {
         let env = TestEnv::new().await;
         let (admin, admin_sha256) = testkit::token();
         let (proxy_proof, proxy_proof_sha256) = testkit::token();
+        let enrol_port = free_port();
         let bao = testkit::openbao().await;
         bao.kv_put(
             "homestation/k3s",
@@ -418,7 +421,8 @@ impl Lab {
                 // Heartbeats every second, so an agent's readings show within a test. It answers the
                 // bus's auth callout for edge nodes, with the issuer seed the test's nats-server trusts.
                 format!(
-                    "{}{vault}[liveness]\nheartbeat_interval_secs = 1\n[callout]\nissuer_seed = \"{}\"\n",
+                    "{}{vault}[liveness]\nheartbeat_interval_secs = 1\n[callout]\nissuer_seed = \"{}\"\n\
+                     [enrol]\nport = {enrol_port}\n",
                     common("edge-registry", &db[1]),
                     env.bus.issuer_seed().expose_secret(),
                 ),
@@ -502,6 +506,7 @@ impl Lab {
             env,
             admin,
             proxy_proof,
+            enrol: format!("http://127.0.0.1:{enrol_port}"),
             bao,
             s3,
             services,

@@ -185,13 +185,7 @@ async fn the_lab_at_work_traces_each_operation_across_services_and_feeds_every_d
     let token = created["token"].as_str().expect("a join token").to_owned();
     let fixtures = e2e::root().join("edge-agent/tests/fixtures/agx-orin-jp6");
     let agent = tokio::process::Command::new(e2e::binary("homestation-edge-agent"))
-        .args([
-            "--registry",
-            lab.base("edge-registry"),
-            "--name",
-            "e2e-orin",
-            "--once",
-        ])
+        .args(["--registry", &lab.enrol, "--name", "e2e-orin", "--once"])
         .arg("--root")
         .arg(lab.dir.join("jetson"))
         .arg("--state-dir")
@@ -222,7 +216,7 @@ async fn the_lab_at_work_traces_each_operation_across_services_and_feeds_every_d
 
     // The enrolled agent's heartbeats: over NATS to edge-registry, and its readings over OTLP (for InfluxDB).
     let mut heartbeating = tokio::process::Command::new(e2e::binary("homestation-edge-agent"))
-        .args(["--registry", lab.base("edge-registry")])
+        .args(["--registry", &lab.enrol])
         .arg("--state-dir")
         .arg(lab.dir.join("agent-state"))
         .arg("--recorded")

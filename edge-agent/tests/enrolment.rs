@@ -24,7 +24,7 @@ fn temp_dir() -> PathBuf {
 }
 
 fn agent(edge: &common::Edge, root: &Path, token: Option<&str>, once: bool) -> Command {
-    agent_at(&edge.registry, 5, root, token, once)
+    agent_at(&edge.enrol, 5, root, token, once)
 }
 
 fn agent_at(
@@ -317,7 +317,7 @@ async fn one_trace_from_the_agents_enrolment_through_the_registry_to_inventory()
     let key_dir = temp_dir();
     let key = edge_agent::key::NodeKey::load_or_create(&key_dir).unwrap();
     edge_agent::enroll(&edge_agent::Enrolment {
-        registry: &edge.registry,
+        registry: &edge.enrol,
         token: &token,
         name: "traced-orin",
         facts: &facts,

@@ -292,6 +292,59 @@ async fn removing_a_node_refuses_its_bus_credential_at_once_and_removes_it_from_
 }
 
 #[tokio::test]
+async fn the_enrolment_port_serves_enrolment_only_and_the_api_port_does_not_enrol() {
+    let edge = common::start().await;
+    for path in [
+        "/v1/join-tokens",
+        "/v1/nodes",
+        "/v1/nodes/x",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/openapi.json",
+    ] {
+        for method in [
+            reqwest::Method::GET,
+            reqwest::Method::POST,
+            reqwest::Method::DELETE,
+        ] {
+            let status = edge
+                .client
+                .request(method.clone(), format!("{}{path}", edge.enrol))
+                .bearer_auth(&edge.env.tokens.admin)
+                .header("Remote-User", "ana")
+                .header("Remote-Groups", "admins")
+                .header(service_kit::auth::PROXY_PROOF, &edge.env.tokens.proxy_proof)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 404, "{method} {path} on the enrolment port");
+        }
+    }
+    let (_, token) = edge.create_token(json!({})).await;
+    let on_api_port = edge
+        .client
+        .post(format!("{}/v1/enroll", edge.registry))
+        .json(&Edge::enrolment(&token, "jetson-door"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        on_api_port.status(),
+        404,
+        "enrolment is not on the API port"
+    );
+    assert_eq!(
+        edge.enroll(&Edge::enrolment(&token, "jetson-door"))
+            .await
+            .status(),
+        201
+    );
+    edge.stop().await;
+}
+
+#[tokio::test]
 async fn two_agents_racing_with_one_token_exactly_one_wins() {
     let edge = common::start().await;
     for round in 0..5 {

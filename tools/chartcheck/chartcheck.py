@@ -10,7 +10,8 @@ files' `extraResources` (schemas only):
      Traefik and Prometheus operator objects; cloudcoil-models-velero for Velero and our own strict
      schemas in crd-schemas/ for Vault Secrets Operator, unknown fields refused in both);
   4. every pod against the Pod Security "restricted" profile, with a read-only root file system,
-     and every Deployment selected by a NetworkPolicy;
+     every Deployment selected by a NetworkPolicy, and no NetworkPolicy admitting the tailnet or a
+     peer service to a port that takes a human's identity (http);
   5. checkov over everything rendered, with the reviewed skips in checkov-skips.yaml;
   6. the GitOps tree walked from argocd/root.yaml (walk.py): projects allow what their apps render,
      values files exist and hold no literal credential.
@@ -278,6 +279,33 @@ def hours(duration: str) -> float:
     return sum(float(n) * {"h": 1, "m": 1 / 60, "s": 1 / 3600}[u] for n, u in parts)
 
 
+# Who must never reach a port that takes a human's identity (Remote-User from the proxy): the tailnet
+# (the Tailscale operator's proxies) and the peer services (HomeStation's, the apps').
+UNTRUSTED_FOR_HUMAN_PORTS = {"tailscale": "the tailnet", "homestation": "a peer service", "apps": "a peer service"}
+HUMAN_PORTS = {"http"}
+
+
+def check_human_ports(objects: list[tuple[str, dict[str, Any]]], report: Report) -> None:
+    """A NetworkPolicy may admit the tailnet or a peer service only to a port of its own (enrolment's,
+    gRPC with service tokens), never to http, where the service takes a human's identity."""
+    for where, obj in objects:
+        if obj.get("kind") != "NetworkPolicy":
+            continue
+        for rule in (obj.get("spec") or {}).get("ingress") or []:
+            ports = {str(p.get("port")) for p in rule.get("ports") or []}
+            reaches_human = not ports or bool(ports & HUMAN_PORTS)
+            for peer in rule.get("from") or []:
+                namespace = ((peer.get("namespaceSelector") or {}).get("matchLabels") or {}).get("kubernetes.io/metadata.name")
+                who = UNTRUSTED_FOR_HUMAN_PORTS.get(str(namespace))
+                if who and reaches_human:
+                    shown = ", ".join(sorted(ports)) or "every port"
+                    report.fail(
+                        where,
+                        f"admits {who} (namespace {namespace}) to {shown}: http takes a human's identity; "
+                        "give it a port of its own (networkPolicy.ingressFrom[].to)",
+                    )
+
+
 def check_pods(objects: list[tuple[str, dict[str, Any]]], report: Report) -> None:
     policies = [o for _, o in objects if o.get("kind") == "NetworkPolicy"]
     for where, obj in objects:
@@ -386,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                 report.objects += 1
                 check_kubernetes(where, obj, report, custom)
             check_pods(objects, report)
+            check_human_ports(objects, report)
         say(f"{chart.name}: {len(chart_scenarios)} scenario(s) rendered and checked")
     if not args.chart:
         manifests = plain_manifests(args.root, report) + platform_extra_resources(args.root, report)

@@ -157,6 +157,25 @@ def test_a_service_without_a_network_policy_fails(repo: Path, capsys: pytest.Cap
     assert code == 1 and "edge-registry [open] Deployment/edge-registry: no NetworkPolicy selects its pods" in out, out
 
 
+def test_a_policy_admitting_the_tailnet_or_a_peer_service_to_the_human_port_fails(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The mistake issue 16 found: the tailnet (and a peer service) let in on every route.
+    (repo / "charts" / "edge-registry" / "ci" / "door-values.yaml").write_text(
+        "networkPolicy:\n  ingressFrom:\n    - {namespace: traefik}\n    - namespace: tailscale\n"
+        "    - {namespace: homestation, to: [http, enrol]}\n"
+    )
+    code, out = check(repo, capsys, "edge-registry")
+    assert code == 1
+    assert "edge-registry [door] NetworkPolicy/edge-registry: admits the tailnet (namespace tailscale) to http" in out, out
+    assert "admits a peer service (namespace homestation) to enrol, http" in out, out
+    # The same peers on their own ports pass.
+    (repo / "charts" / "edge-registry" / "ci" / "door-values.yaml").write_text(
+        "networkPolicy:\n  ingressFrom:\n    - {namespace: traefik}\n    - {namespace: tailscale, to: [enrol]}\n"
+    )
+    assert check(repo, capsys, "edge-registry") == (0, "")
+
+
 def test_checkov_findings_fail(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     add_template(
         repo,

@@ -3,7 +3,7 @@ middleware argocd/platform/traefik.yaml ships, behind the forward-auth middlewar
 passes, with the secret in Traefik's environment as the chart gives it.
 
 Authelia cannot run here: FakeAuthelia below stands in for it (named as the fake it is), answering the
-forward-auth request as Authelia's rules would (a session → its user and groups; /v1/enroll → bypass;
+forward-auth request as Authelia's rules would (a session → its user and groups; the Git webhook → bypass;
 otherwise 401). The backend is a plain server echoing the headers it received, as a service would see them."""
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ def free_port() -> int:
 
 
 class FakeAuthelia(BaseHTTPRequestHandler):
-    """A FAKE of Authelia's forward-auth endpoint: a session cookie is user ana in admins; /v1/enroll is
-    bypassed (as authelia.yaml's rules do for the enrolment path); anything else is 401."""
+    """A FAKE of Authelia's forward-auth endpoint: a session cookie is user ana in admins; /v1/webhooks/git is
+    bypassed (as authelia.yaml's rules do for the signed Git webhook); anything else is 401."""
 
     def do_GET(self) -> None:
         uri = self.headers.get("X-Forwarded-Uri", "")
-        if uri.startswith("/v1/enroll"):
+        if uri.startswith("/v1/webhooks/git"):
             self.send_response(200)
         elif "session=ana" in self.headers.get("Cookie", ""):
             self.send_response(200)
@@ -139,7 +139,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]
     try:
         for _ in range(100):
             try:
-                urllib.request.urlopen(f"{base}/v1/enroll", timeout=1)
+                urllib.request.urlopen(f"{base}/v1/webhooks/git", timeout=1)
                 break
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.1)
@@ -181,7 +181,7 @@ def test_a_request_authelia_refuses_never_reaches_the_service(proxy: tuple[str, 
 
 def test_on_a_bypassed_path_forged_identity_headers_do_not_reach_the_service(proxy: tuple[str, str]) -> None:
     base, secret = proxy
-    status, seen = get(f"{base}/v1/enroll", FORGED)
+    status, seen = get(f"{base}/v1/webhooks/git", FORGED)
     assert status == 200
     assert seen["homestation-proxy-proof"] == secret
     # Authelia answered without an identity: Traefik drops the client's Remote-* headers, so the proof

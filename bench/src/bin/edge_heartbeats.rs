@@ -127,6 +127,7 @@ async fn main() {
     let env = testkit::TestEnv::new().await;
     let registry = edge_registry::Application::build(edge_registry::Config {
         http: HttpSettings::with_port(0),
+        enrol: HttpSettings::with_port(0),
         database: env.database(),
         nats: env.nats("edge-registry"),
         auth: env.auth(),

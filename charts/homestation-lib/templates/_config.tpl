@@ -11,6 +11,9 @@ The service's configuration, two files merged in order by service-kit (HOMESTATI
 {{- if .Values.ports.grpc -}}
 {{- $_ := set $ports "grpc" (dict "host" "0.0.0.0" "port" .Values.ports.grpc) -}}
 {{- end -}}
+{{- if .Values.ports.enrol -}}
+{{- $_ := set $ports "enrol" (dict "host" "0.0.0.0" "port" .Values.ports.enrol) -}}
+{{- end -}}
 {{- mergeOverwrite (deepCopy .Values.config) $ports | toPrettyJson -}}
 {{- end -}}
 

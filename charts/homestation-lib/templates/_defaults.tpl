@@ -17,6 +17,11 @@ imagePullSecrets: []
 ports:
   http: 8080
   grpc: 0
+  enrol: 0
+tailnet:
+  enabled: false
+  hostname: ""
+  tags: tag:services
 config: {}
 env: []
 resources:
@@ -145,7 +150,7 @@ The templates see .Values = the defaults above ‚Üê the service chart's values ‚Ü
 {{- $_ := set $ctx "Release" .Release -}}
 {{- $_ := set $ctx "Capabilities" .Capabilities -}}
 {{- $_ := set $ctx "Template" .Template -}}
-{{- range $kind := list "serviceAccount" "configmap" "deployment" "service" "podDisruptionBudget" "networkPolicy" "serviceMonitor" "route" -}}
+{{- range $kind := list "serviceAccount" "configmap" "deployment" "service" "tailnetService" "podDisruptionBudget" "networkPolicy" "serviceMonitor" "route" -}}
 {{- $doc := include (printf "homestation.%s" $kind) $ctx -}}
 {{- if trim $doc }}
 ---

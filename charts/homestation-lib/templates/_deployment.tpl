@@ -74,6 +74,11 @@ spec:
               containerPort: {{ .Values.ports.grpc }}
               protocol: TCP
             {{- end }}
+            {{- if .Values.ports.enrol }}
+            - name: enrol
+              containerPort: {{ .Values.ports.enrol }}
+              protocol: TCP
+            {{- end }}
           startupProbe:
             httpGet:
               path: /healthz

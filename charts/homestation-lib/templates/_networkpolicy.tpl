@@ -1,6 +1,8 @@
 {{/*
 One NetworkPolicy per service selecting its pods with both policy types: whatever is not listed is
-denied. Ingress: only from .Values.networkPolicy.ingressFrom (Traefik, Prometheus by default).
+denied. Ingress: only from .Values.networkPolicy.ingressFrom (Traefik, Prometheus by default), each to
+the ports it names in `to` (http, and grpc when set, by default). http takes a human's identity (from the
+proxy): `make charts-check` fails when the tailnet or a peer service is admitted to it.
 Egress: only to the peers the chart names in .Values.networkPolicy.needs (DNS always), each a
 namespace + pod labels or CIDRs, with its ports.
 */}}
@@ -39,13 +41,15 @@ spec:
   policyTypes: ["Ingress", "Egress"]
   ingress:
     {{- range .Values.networkPolicy.ingressFrom }}
+    {{- $to := .to | default (ternary (list "http" "grpc") (list "http") (gt (int $.Values.ports.grpc) 0)) }}
     - from:
         {{- include "homestation.networkPolicyPeer" . | trim | nindent 8 }}
       ports:
-        - port: http
-          protocol: TCP
-        {{- if $.Values.ports.grpc }}
-        - port: grpc
+        {{- range $to }}
+        {{- if not (get $.Values.ports .) }}
+        {{- fail (printf "networkPolicy.ingressFrom admits %q, but ports.%s is not set" . .) }}
+        {{- end }}
+        - port: {{ . }}
           protocol: TCP
         {{- end }}
     {{- end }}

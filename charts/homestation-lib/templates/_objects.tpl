@@ -22,6 +22,42 @@ spec:
       protocol: TCP
       appProtocol: kubernetes.io/h2c
     {{- end }}
+    {{- if .Values.ports.enrol }}
+    - name: enrol
+      port: {{ .Values.ports.enrol }}
+      targetPort: enrol
+      protocol: TCP
+    {{- end }}
+{{- end -}}
+
+{{/* The tailnet's one door: the Tailscale operator exposes this Service (the enrol port, nothing else)
+on the tailnet; its proxies in the tailscale namespace are what the NetworkPolicy admits to that port. */}}
+{{- define "homestation.tailnetService" -}}
+{{- if .Values.tailnet.enabled -}}
+{{- if not .Values.ports.enrol -}}
+{{- fail "tailnet.enabled needs ports.enrol: the tailnet reaches a machine port only, never http" -}}
+{{- end -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "homestation.fullname" . }}-tailnet
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "homestation.labels" . | nindent 4 }}
+  annotations:
+    tailscale.com/hostname: {{ .Values.tailnet.hostname | default (include "homestation.fullname" .) | quote }}
+    tailscale.com/tags: {{ .Values.tailnet.tags | quote }}
+spec:
+  type: LoadBalancer
+  loadBalancerClass: tailscale
+  selector:
+    {{- include "homestation.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: enrol
+      port: {{ .Values.ports.enrol }}
+      targetPort: enrol
+      protocol: TCP
+{{- end -}}
 {{- end -}}
 
 {{- define "homestation.serviceAccount" -}}

@@ -12,6 +12,8 @@ use testkit::{OpenBao, RunningApp, TestEnv};
 
 pub struct Edge {
     pub registry: String,
+    /// The registry's enrolment listener (the tailnet's one door).
+    pub enrol: String,
     pub inventory: String,
     pub env: TestEnv,
     /// The agent token in Vault: what enrolment hands out.
@@ -68,6 +70,7 @@ pub async fn start_with(liveness: LivenessSettings) -> Edge {
     .expect("inventory builds");
     let registry = edge_registry::Application::build(edge_registry::Config {
         http: HttpSettings::with_port(0),
+        enrol: HttpSettings::with_port(0),
         database: env.database(),
         nats: env.nats("edge-registry"),
         auth: env.auth(),
@@ -90,11 +93,13 @@ pub async fn start_with(liveness: LivenessSettings) -> Edge {
     .await
     .expect("edge-registry builds");
     let registry_url = format!("http://{}", registry.http_addr());
+    let enrol_url = format!("http://{}", registry.enrol_addr());
     let inventory_url = format!("http://{}", inventory.http_addr());
     let js = env.bus.jetstream().await;
     let registry_db = sqlx::PgPool::connect(&env.db.url).await.unwrap();
     Edge {
         registry: registry_url,
+        enrol: enrol_url,
         inventory: inventory_url,
         agent_token,
         server_token,
@@ -149,7 +154,7 @@ impl Edge {
 
     pub async fn enroll(&self, body: &serde_json::Value) -> reqwest::Response {
         self.client
-            .post(format!("{}/v1/enroll", self.registry))
+            .post(format!("{}/v1/enroll", self.enrol))
             .json(body)
             .send()
             .await

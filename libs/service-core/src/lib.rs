@@ -134,7 +134,7 @@ impl Core {
             "http",
             service_kit::http::serve(
                 self.http,
-                service_router(api, public, kit),
+                service_router(api, public, kit.clone()),
                 shutdown.clone(),
             ),
         );
@@ -145,6 +145,7 @@ impl Core {
         );
         Running {
             tasks,
+            kit,
             pool: self.pool,
             bus: self.bus,
             bus_metrics: self.bus_metrics,
@@ -157,6 +158,7 @@ impl Core {
 /// A serving service: add tasks and consumers, then wait for the end with [`Running::until_stopped`].
 pub struct Running {
     tasks: Tasks,
+    kit: Kit,
     pool: sqlx::PgPool,
     bus: bus::Connection,
     bus_metrics: BusMetrics,
@@ -172,6 +174,26 @@ impl Running {
         E: std::fmt::Display,
     {
         self.tasks.spawn(name, work);
+    }
+
+    /// Serves exactly `routes` on a listener of its own (`service_kit::http::machine_router`): for callers
+    /// who prove themselves in the request, kept apart from the routes that take a human's identity.
+    pub fn serve_machine_port(
+        &mut self,
+        name: &'static str,
+        listener: TcpListener,
+        routes: Router,
+    ) {
+        tracing::info!(
+            port = name,
+            addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "serving a machine port"
+        );
+        let router = service_kit::http::machine_router(routes, &self.kit);
+        self.tasks.spawn(
+            name,
+            service_kit::http::serve(listener, router, self.shutdown.clone()),
+        );
     }
 
     /// Consumes the streams of `spec` with `handler` (acks, retries, dead letters: see `bus::run_consumers`).

@@ -62,16 +62,28 @@ pub fn service_router(api: Router, public: Router, kit: Kit) -> Router {
     } else {
         api
     };
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz).with_state(kit.readiness.clone()))
         .route("/metrics", get(metrics).with_state(kit.metrics.clone()))
         .merge(public)
-        .merge(api)
+        .merge(api);
+    traced(routes, kit.metrics)
+}
+
+/// A listener of its own for callers who prove themselves in the request (an edge node's join token):
+/// exactly `routes`, nothing that takes a human's identity, no health or metrics; traced and counted as
+/// the service's main listener is.
+pub fn machine_router(routes: Router, kit: &Kit) -> Router {
+    traced(routes, kit.metrics.clone())
+}
+
+fn traced(routes: Router, metrics: Metrics) -> Router {
+    routes
         .fallback(|uri: axum::http::Uri| async move {
             crate::ApiError::NotFound(format!("no route {}", uri.path()))
         })
-        .layer(from_fn_with_state(kit.metrics, record_metrics))
+        .layer(from_fn_with_state(metrics, record_metrics))
         .layer(from_fn(request_id_scope))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -59,15 +59,20 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Enrolment needs no identity: the one-time join token in the body is the credential.
-pub fn public_router(state: AppState) -> Router {
+/// Served without an identity on the main listener: the API's description.
+pub fn public_router() -> Router {
+    Router::new().route(
+        "/v1/openapi.json",
+        get(|| async { axum::Json(ApiDoc::openapi()) }),
+    )
+}
+
+/// The enrolment listener's one route: the one-time join token in the body is the credential and the
+/// node's key signs it; nothing here takes a human's identity, so the tailnet may reach it.
+pub fn enrol_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/enroll", post(enroll))
         .with_state(state)
-        .route(
-            "/v1/openapi.json",
-            get(|| async { axum::Json(ApiDoc::openapi()) }),
-        )
 }
 
 #[derive(OpenApi)]

@@ -51,6 +51,9 @@ impl Default for K3sSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub http: HttpSettings,
+    /// Enrolment's own listener, the only port the tailnet reaches: `POST /v1/enroll` and nothing else
+    /// (no route there takes a human's identity).
+    pub enrol: HttpSettings,
     pub database: DatabaseSettings,
     pub nats: NatsSettings,
     pub auth: AuthSettings,
@@ -71,6 +74,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             http: HttpSettings::with_port(8082),
+            enrol: HttpSettings::with_port(8088),
             database: DatabaseSettings::local("edge_registry"),
             nats: NatsSettings::default(),
             auth: AuthSettings::default(),
@@ -100,6 +104,7 @@ pub enum Error {
 
 pub struct Application {
     core: Core,
+    enrol: tokio::net::TcpListener,
     heartbeats: async_nats::Subscriber,
     agent_token: AgentTokenReader,
     credentials: Arc<NodeCredentials>,
@@ -109,6 +114,13 @@ pub struct Application {
 impl Application {
     pub fn http_addr(&self) -> SocketAddr {
         self.core.http_addr()
+    }
+
+    /// Where agents enrol (the tailnet's one door).
+    pub fn enrol_addr(&self) -> SocketAddr {
+        self.enrol
+            .local_addr()
+            .expect("bound listener has an address")
     }
 }
 
@@ -134,6 +146,7 @@ impl service_kit::Service for Application {
             &sqlx::migrate!("./migrations"),
         )
         .await?;
+        let enrol = service_core::bind("enrol", &config.enrol).await?;
         let heartbeats = liveness::subscribe(&core.bus.client, &core.bus.namespace)
             .await
             .map_err(|e| Error::Config(format!("subscribing to heartbeats: {e}")))?;
@@ -142,6 +155,7 @@ impl service_kit::Service for Application {
             .map_err(Error::Config)?;
         Ok(Self {
             core,
+            enrol,
             heartbeats,
             agent_token,
             credentials,
@@ -185,11 +199,8 @@ impl service_kit::Service for Application {
             max_ttl_secs: self.config.max_token_ttl_secs,
             kube_enabled: self.config.kube.enabled,
         };
-        let mut running = core.serve(
-            api::router(state.clone()),
-            api::public_router(state),
-            &shutdown,
-        );
+        let mut running = core.serve(api::router(state.clone()), api::public_router(), &shutdown);
+        running.serve_machine_port("enrol", self.enrol, api::enrol_router(state));
         running.spawn("bus-callout", async move {
             callout
                 .await
