@@ -345,6 +345,46 @@ async fn the_enrolment_port_serves_enrolment_only_and_the_api_port_does_not_enro
 }
 
 #[tokio::test]
+async fn a_name_another_machine_has_in_inventory_is_refused_at_enrolment() {
+    let edge = common::start().await;
+    let added = edge
+        .client
+        .post(format!("{}/v1/nodes", edge.inventory))
+        .bearer_auth(&edge.env.tokens.admin)
+        .json(&json!({"name": "control-1", "kind": "control", "addresses": ["100.64.0.1"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 201);
+    let (_, token) = edge.create_token(json!({})).await;
+    let (status, message, _) =
+        error(edge.enroll(&Edge::enrolment(&token, "control-1")).await).await;
+    assert_eq!(status, 409, "{message}");
+    assert!(
+        message.contains("control-1 is a control node's"),
+        "{message}"
+    );
+    assert_eq!(node_count(&edge).await, 0);
+    // An edge node an admin added ahead of the enrolment is the node's to take.
+    let placeholder = edge
+        .client
+        .post(format!("{}/v1/nodes", edge.inventory))
+        .bearer_auth(&edge.env.tokens.admin)
+        .json(&json!({"name": "jetson-planned", "kind": "edge"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placeholder.status(), 201);
+    assert_eq!(
+        edge.enroll(&Edge::enrolment(&token, "jetson-planned"))
+            .await
+            .status(),
+        201
+    );
+    edge.stop().await;
+}
+
+#[tokio::test]
 async fn two_agents_racing_with_one_token_exactly_one_wins() {
     let edge = common::start().await;
     for round in 0..5 {

@@ -123,6 +123,13 @@ networkPolicy:
         app.kubernetes.io/name: argocd-server
       ports:
         - port: 8080
+    # inventory's gRPC port (service tokens), never its http port.
+    inventoryGrpc:
+      namespace: homestation
+      podLabels:
+        app.kubernetes.io/name: inventory
+      ports:
+        - port: 8081
 ingress:
   enabled: false
   host: ""

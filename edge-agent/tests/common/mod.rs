@@ -78,6 +78,11 @@ pub async fn start_with(liveness: LivenessSettings) -> Edge {
             issuer_seed: Some(env.bus.issuer_seed()),
             ..Default::default()
         },
+        // Names are checked against inventory over gRPC, with a Viewer token.
+        inventory: edge_registry::names::InventorySettings {
+            grpc_url: Some(format!("http://{}", inventory.grpc_addr())),
+            token: Some(SecretString::from(env.tokens.viewer.clone())),
+        },
         vault: VaultSettings {
             address: bao.address.clone(),
             token: SecretString::from(bao.root_token.clone()),

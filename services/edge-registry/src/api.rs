@@ -40,6 +40,8 @@ pub struct AppState {
     pub max_ttl_secs: u64,
     /// The Kubernetes reconciler drains and deletes a removed node's Node; without it, removal ends at once.
     pub kube_enabled: bool,
+    /// Inventory, asked whether a name is another machine's before a node takes it.
+    pub names: Option<crate::names::NameCheck>,
 }
 
 /// What enrolled agents are told: where to send heartbeats, and how often.
@@ -221,6 +223,9 @@ async fn enroll(
 ) -> ApiResult<Response> {
     let enrollment = Enrollment::try_from(request)?;
     let sha256 = JoinToken::sha256(&enrollment.token);
+    if let Some(names) = &s.names {
+        names.free_for_edge(enrollment.name.as_str()).await?;
+    }
     let node_id = Uuid::now_v7();
     let mut tx = s.pool.begin().await?;
     let Some(claimed) = store::claim_token(&mut tx, &sha256, node_id).await? else {

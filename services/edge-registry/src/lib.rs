@@ -5,6 +5,7 @@ pub mod bus_access;
 pub mod domain;
 pub mod kube_nodes;
 pub mod liveness;
+pub mod names;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -63,6 +64,8 @@ pub struct Config {
     pub kube: kube_nodes::KubeSettings,
     /// How edge nodes are admitted to the bus (the auth callout this service answers).
     pub callout: CalloutSettings,
+    /// Where names are checked before a node may take one.
+    pub inventory: names::InventorySettings,
     /// The NATS URL agents publish heartbeats to (reachable over the tailnet); defaults to `nats.url`.
     pub agent_nats_url: Option<String>,
     /// The longest a join token may live.
@@ -83,6 +86,7 @@ impl Default for Config {
             liveness: LivenessSettings::default(),
             kube: kube_nodes::KubeSettings::default(),
             callout: CalloutSettings::default(),
+            inventory: names::InventorySettings::default(),
             agent_nats_url: None,
             max_token_ttl_secs: 7 * 24 * 3600,
             shutdown_grace_secs: 10,
@@ -198,6 +202,7 @@ impl service_kit::Service for Application {
             },
             max_ttl_secs: self.config.max_token_ttl_secs,
             kube_enabled: self.config.kube.enabled,
+            names: names::NameCheck::new(&self.config.inventory).map_err(Error::Config)?,
         };
         let mut running = core.serve(api::router(state.clone()), api::public_router(), &shutdown);
         running.serve_machine_port("enrol", self.enrol, api::enrol_router(state));
