@@ -257,7 +257,10 @@ impl Supervisor {
 impl Drop for Supervisor {
     fn drop(&mut self) {
         if self.watcher.is_some() {
-            let mut w = self.state.lock().expect("supervisor lock");
+            let mut w = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             w.stopping = true;
             let _ = w.child.kill();
             let _ = w.child.wait();
@@ -325,6 +328,9 @@ pub struct Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // The services first: a supervisor restarting one (a chaos test killed it) must not find its
+        // log's folder gone.
+        self.services.clear();
         if std::thread::panicking() {
             eprintln!(
                 "the lab's configs and logs are kept in {}",
