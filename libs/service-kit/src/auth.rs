@@ -151,7 +151,7 @@ impl Authenticator {
             return self.token_identity(token.trim());
         }
         if let Some(user) = headers.get(REMOTE_USER).and_then(|v| v.to_str().ok()) {
-            if !self.from_proxy(headers) {
+            if !self.carries_proxy_proof(headers) {
                 return Err(ApiError::Unauthorized(
                     "forwarded identity headers are accepted only from the proxy (Traefik, after Authelia); \
                      a service sends `Authorization: Bearer <token>`"
@@ -170,7 +170,7 @@ impl Authenticator {
     }
 
     /// Whether the request carries the proxy's proof (compared in constant time).
-    fn from_proxy(&self, headers: &HeaderMap) -> bool {
+    fn carries_proxy_proof(&self, headers: &HeaderMap) -> bool {
         let (true, Some(expected), Some(sent)) = (
             self.settings.trust_forward_auth,
             self.settings.proxy_proof_sha256.as_deref(),
