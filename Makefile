@@ -48,10 +48,10 @@ containerize: ## OCI image of a service without Docker, pushed: make containeriz
 	@test -n "$(PROJECT)" || { echo "usage: make containerize PROJECT=<service> [REGISTRY=host:port] [TAG=tag]" >&2; exit 2; }
 	PROJECT="$(PROJECT)" REGISTRY="$(REGISTRY)" TAG="$(TAG)" scripts/containerize.sh
 
-infra-plan: ## Preview a Pulumi stack: make infra-plan TARGET=control-plane|tunnels|tailnet
+infra-plan: ## Preview a Pulumi stack: make infra-plan TARGET=control-plane|tunnels|tailnet, or TARGET=vpc (the network: tailnet, then tunnels)
 	@scripts/infra.sh preview "$(TARGET)"
 
-infra-apply: ## Apply a Pulumi stack: make infra-apply TARGET=control-plane|tunnels|tailnet
+infra-apply: ## Apply a Pulumi stack: make infra-apply TARGET=control-plane|tunnels|tailnet, or TARGET=vpc (the network: tailnet, then tunnels)
 	@scripts/infra.sh up "$(TARGET)"
 
 ansible-run: ## Run a playbook of infra/ansible: make ansible-run PLAYBOOK=bootstrap-wsl2|control-plane|edge-node
