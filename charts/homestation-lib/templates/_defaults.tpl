@@ -90,7 +90,7 @@ networkPolicy:
     postgres:
       namespace: postgres
       podLabels:
-        cnpg.io/cluster: homestation
+        cnpg.io/cluster: postgres
       ports:
         - port: 5432
     vault:
