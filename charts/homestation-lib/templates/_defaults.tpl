@@ -8,7 +8,7 @@ nameOverride: ""
 fullnameOverride: ""
 replicaCount: 2
 image:
-  registry: harbor.homestation.internal
+  registry: harbor.homestation.example.org
   repository: ""
   tag: ""
   digest: ""
