@@ -190,7 +190,8 @@ fn respond(
 /// `ttl`: the server then disconnects the client, whose reconnection is asked about again, so a revoked
 /// node loses a connection it already had within `ttl` and is refused at once when it connects.
 ///
-/// Returns once the subscription is in place (the server asks from then on), with the task answering.
+/// Returns once the subscription is in place (the server asks from then on), with the work of answering
+/// for the caller to run as one of its tasks.
 pub async fn start<A: Authorizer>(
     client: async_nats::Client,
     ns: Namespace,
@@ -198,7 +199,7 @@ pub async fn start<A: Authorizer>(
     authorizer: Arc<A>,
     ttl: Duration,
     shutdown: Shutdown,
-) -> crate::Result<tokio::task::JoinHandle<crate::Result<()>>> {
+) -> crate::Result<impl Future<Output = crate::Result<()>> + Send + 'static> {
     let requests = client
         .queue_subscribe(AUTH_CALLOUT_SUBJECT, "homestation-auth".into())
         .await
@@ -207,9 +208,9 @@ pub async fn start<A: Authorizer>(
         .flush()
         .await
         .map_err(|e| BusError::Callout(format!("subscribing: {e}")))?;
-    Ok(tokio::spawn(serve(
+    Ok(serve(
         client, requests, ns, issuer, authorizer, ttl, shutdown,
-    )))
+    ))
 }
 
 async fn serve<A: Authorizer>(

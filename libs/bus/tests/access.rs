@@ -62,7 +62,7 @@ async fn lab(ttl: Duration) -> Lab {
         .await
         .unwrap();
     let issuer = Arc::new(Issuer::from_seed(&bus.issuer_seed()).unwrap());
-    bus::callout::start(
+    let answering = bus::callout::start(
         registry,
         bus.namespace.clone(),
         issuer,
@@ -72,6 +72,7 @@ async fn lab(ttl: Duration) -> Lab {
     )
     .await
     .unwrap();
+    tokio::spawn(answering);
     Lab {
         bus,
         nodes,

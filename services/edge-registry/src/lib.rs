@@ -206,12 +206,7 @@ impl service_kit::Service for Application {
         };
         let mut running = core.serve(api::router(state.clone()), api::public_router(), &shutdown);
         running.serve_machine_port("enrol", self.enrol, api::enrol_router(state));
-        running.spawn("bus-callout", async move {
-            callout
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())
-        });
+        running.spawn("bus-callout", callout);
         running.spawn(
             "heartbeats",
             liveness::listen(self.heartbeats, namespace, fleet.clone(), shutdown.clone()),
