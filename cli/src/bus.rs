@@ -74,7 +74,9 @@ pub fn run(command: BusCommand) -> Result<String, CliError> {
                 let passwords = access::service_names()
                     .map(|name| Ok((name, password(&dir, name)?)))
                     .collect::<Result<std::collections::HashMap<_, _>, CliError>>()?;
-                let users = access::service_users(&ns, |name| passwords[name].clone());
+                let users = access::service_users(&ns, access::service_names(), |name| {
+                    passwords[name].clone()
+                });
                 access::server_authorization(&users, &issuer)
             };
             if let (Some(listen), Some(store)) = (listen, store_dir) {
@@ -178,8 +180,9 @@ pub const ISSUER_VARIABLE: &str = "NATS_CALLOUT_ISSUER";
 
 /// The chart's accounts: the same users and permissions, secrets as `<< $VARIABLE >>` references.
 pub fn chart_authorization(ns: &bus::Namespace) -> Value {
-    let users: Vec<ConfiguredUser> =
-        access::service_users(ns, |name| format!("<< ${} >>", password_variable(name)));
+    let users: Vec<ConfiguredUser> = access::service_users(ns, access::service_names(), |name| {
+        format!("<< ${} >>", password_variable(name))
+    });
     access::server_authorization(&users, &format!("<< ${ISSUER_VARIABLE} >>"))
 }
 

@@ -219,9 +219,15 @@ pub struct ConfiguredUser {
     pub permissions: Option<Permissions>,
 }
 
-/// The service users, with the permissions [`permissions`] gives each, and `password` for each name.
-pub fn service_users(ns: &Namespace, password: impl Fn(&str) -> String) -> Vec<ConfiguredUser> {
-    service_names()
+/// The users of the services `names` (the lab's are [`service_names`]), with the permissions
+/// [`permissions`] gives each, and `password` for each name.
+pub fn service_users<'a>(
+    ns: &Namespace,
+    names: impl IntoIterator<Item = &'a str>,
+    password: impl Fn(&str) -> String,
+) -> Vec<ConfiguredUser> {
+    names
+        .into_iter()
         .map(|name| ConfiguredUser {
             user: name.to_owned(),
             password: password(name),

@@ -130,17 +130,9 @@ impl TestBus {
         let harness_password = random_secret();
         let (issuer, issuer_seed) = bus::callout::Issuer::generate();
         let issuer_public = issuer.public_key();
-        let mut users: Vec<bus::access::ConfiguredUser> = services
-            .iter()
-            .map(|name| bus::access::ConfiguredUser {
-                user: (*name).to_owned(),
-                password: passwords[*name].clone(),
-                permissions: Some(bus::access::permissions(
-                    &bus::access::Identity::Service((*name).to_owned()),
-                    &namespace,
-                )),
-            })
-            .collect();
+        let mut users = bus::access::service_users(&namespace, services.iter().copied(), |name| {
+            passwords[name].clone()
+        });
         users.push(bus::access::ConfiguredUser {
             user: HARNESS_USER.into(),
             password: harness_password.clone(),
