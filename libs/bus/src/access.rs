@@ -121,8 +121,12 @@ fn consumes_any(service: &str) -> bool {
 /// Whether `service` publishes into or consumes `stream`, so it may create it when it is missing.
 pub fn touches(service: &str, stream: Stream) -> bool {
     let publishes = Kind::ALL.iter().any(|k| {
-        k.stream() == stream && matches!(k.publisher(), By::Service(s) if s == service)
-            || k.stream() == stream && k.publisher() == By::EachService
+        k.stream() == stream
+            && match k.publisher() {
+                By::Service(s) => s == service,
+                By::EachService => true,
+                By::EachEdgeNode => false,
+            }
     });
     let dead_letters = stream == Stream::DeadLetter && consumes_any(service);
     owns(service, stream) || publishes || consumes(service, stream) || dead_letters

@@ -28,15 +28,19 @@ pub struct Restartable {
 impl Restartable {
     /// nats-server with JetStream storing its streams in files, anonymous.
     pub async fn nats() -> Self {
+        let mut server = Self::new_nats();
+        server.start().await;
+        server
+    }
+
+    fn new_nats() -> Self {
         let port = free_port();
-        let mut server = Self::new(
+        Self::new(
             port,
             format!("nats://127.0.0.1:{port}"),
             "-TERM",
             nats_command,
-        );
-        server.start().await;
-        server
+        )
     }
 
     /// nats-server from the configuration `config(port, store_dir)` makes (authentication on), probed as
@@ -46,16 +50,11 @@ impl Restartable {
         password: &str,
         config: impl FnOnce(u16, &str) -> serde_json::Value,
     ) -> Self {
-        let port = free_port();
-        let mut server = Self::new(
-            port,
-            format!("nats://127.0.0.1:{port}"),
-            "-TERM",
-            nats_command,
-        );
+        let mut server = Self::new_nats();
         server.probe = Some((user.to_owned(), password.to_owned()));
         let store = server.dir.join("jetstream").display().to_string();
-        let written = serde_json::to_vec_pretty(&config(port, &store)).expect("config serialises");
+        let written =
+            serde_json::to_vec_pretty(&config(server.port, &store)).expect("config serialises");
         std::fs::write(server.dir.join("nats.json"), written).expect("the config is written");
         server.start().await;
         server

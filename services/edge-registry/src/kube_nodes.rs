@@ -77,6 +77,14 @@ pub struct Report {
     pub removed: Vec<String>,
 }
 
+/// Whether the Node is cordoned (by anyone).
+fn cordoned(node: &Node) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false)
+}
+
 /// Whether draining must wait for `pod`: not a DaemonSet's or a mirror pod (they go with the Node), and
 /// not finished.
 fn must_leave(pod: &Pod) -> bool {
@@ -220,11 +228,7 @@ impl Reconciler {
             }
             let want_cordon = node.offline && self.cordon_offline;
             if want_cordon && !node.cordoned_by_us {
-                let already = current
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.unschedulable)
-                    .unwrap_or(false);
+                let already = cordoned(&current);
                 if !already {
                     self.set_unschedulable(&node.name, true).await?;
                     report.cordoned.push(node.name.clone());
@@ -243,12 +247,7 @@ impl Reconciler {
     /// Cordons the Node and evicts what must leave it; true once nothing but DaemonSet, mirror and
     /// finished pods is left.
     async fn drain(&self, name: &str, current: &Node) -> Result<bool, Error> {
-        let cordoned = current
-            .spec
-            .as_ref()
-            .and_then(|s| s.unschedulable)
-            .unwrap_or(false);
-        if !cordoned {
+        if !cordoned(current) {
             self.set_unschedulable(name, true).await?;
         }
         let on_node = ListParams::default().fields(&format!("spec.nodeName={name}"));
