@@ -63,19 +63,6 @@ fn every_services_vault_agent_reads_its_own_nats_password() {
     }
 }
 
-/// Connects without retrying: a refusal is an error here.
-async fn connect(url: &str, user: Option<(&str, &str)>) -> Result<async_nats::Client, String> {
-    let options = match user {
-        Some((u, p)) => async_nats::ConnectOptions::with_user_and_password(u.into(), p.into()),
-        None => async_nats::ConnectOptions::new(),
-    };
-    options
-        .connection_timeout(Duration::from_secs(3))
-        .connect(url)
-        .await
-        .map_err(|e| e.to_string())
-}
-
 #[tokio::test]
 async fn the_dev_configuration_runs_on_nats_server_and_admits_only_the_services() {
     let dir = std::env::temp_dir().join(format!("hs-bus-{}", uuid::Uuid::new_v4().simple()));
@@ -114,15 +101,20 @@ async fn the_dev_configuration_runs_on_nats_server_and_admits_only_the_services(
         "nats-server to admit inventory",
         Duration::from_secs(10),
         || async {
-            connect(&url, Some(("inventory", password.trim())))
+            testkit::connect_once(&url, Some(("inventory", password.trim())))
                 .await
                 .ok()
         },
     )
     .await;
-    assert!(connect(&url, None).await.is_err(), "an anonymous client");
     assert!(
-        connect(&url, Some(("inventory", "guess"))).await.is_err(),
+        testkit::connect_once(&url, None).await.is_err(),
+        "an anonymous client"
+    );
+    assert!(
+        testkit::connect_once(&url, Some(("inventory", "guess")))
+            .await
+            .is_err(),
         "a wrong password"
     );
     drop(admitted);

@@ -219,16 +219,9 @@ async fn a_retried_enrolment_with_the_same_key_gets_the_same_answer_and_no_one_e
 
 /// Connects to the test's nats-server as an enrolled node, without retrying.
 async fn connect_as(edge: &Edge, credential: &Value) -> Result<async_nats::Client, String> {
-    let user = credential["user"].as_str().unwrap().to_owned();
-    async_nats::ConnectOptions::with_user_and_password(
-        user.clone(),
-        credential["password"].as_str().unwrap().to_owned(),
-    )
-    .custom_inbox_prefix(service_kit::NatsSettings::inbox_prefix(&user))
-    .connection_timeout(Duration::from_secs(3))
-    .connect(edge.env.bus.url())
-    .await
-    .map_err(|e| e.to_string())
+    let user = credential["user"].as_str().unwrap();
+    let password = credential["password"].as_str().unwrap();
+    testkit::connect_once(&edge.env.bus.url(), Some((user, password))).await
 }
 
 #[tokio::test]

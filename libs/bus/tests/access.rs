@@ -13,7 +13,7 @@ use bus::{Event, NodeHeartbeat, Publisher, Stream};
 use futures_util::StreamExt;
 use secrecy::ExposeSecret;
 use service_kit::Shutdown;
-use testkit::{TestBus, fresh_namespace};
+use testkit::{TestBus, connect_once as connect, fresh_namespace};
 use uuid::Uuid;
 
 /// The test's edge nodes: user name → (node id, password). Removing one refuses it from then on.
@@ -78,22 +78,6 @@ async fn lab(ttl: Duration) -> Lab {
         nodes,
         shutdown,
     }
-}
-
-/// Connects without retrying, so a refusal is an error here rather than a retry loop.
-async fn connect(url: &str, user: Option<(&str, &str)>) -> Result<async_nats::Client, String> {
-    let options = match user {
-        Some((u, p)) => async_nats::ConnectOptions::with_user_and_password(u.into(), p.into()),
-        None => async_nats::ConnectOptions::new(),
-    };
-    options
-        .custom_inbox_prefix(service_kit::NatsSettings::inbox_prefix(
-            user.map_or("anonymous", |(u, _)| u),
-        ))
-        .connection_timeout(Duration::from_secs(3))
-        .connect(url)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 fn heartbeat(node_id: Uuid) -> Event {

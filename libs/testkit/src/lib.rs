@@ -19,8 +19,8 @@ mod nats;
 mod restartable;
 mod servers;
 pub use nats::{
-    BusOptions, HARNESS_USER, TestBus, drop_namespace, fresh_namespace, nats_namespace,
-    nats_server_binary, nats_url,
+    BusOptions, HARNESS_USER, TestBus, connect_once, drop_namespace, fresh_namespace,
+    nats_namespace, nats_server_binary, nats_url,
 };
 pub use restartable::Restartable;
 pub use servers::{

@@ -98,6 +98,26 @@ pub async fn drop_namespace(ns: &bus::Namespace) {
     }
 }
 
+/// Connects once, without retrying, as `user` (with its own inbox prefix, as the bus requires) or
+/// anonymously: a refusal is an error here rather than a retry loop.
+pub async fn connect_once(
+    url: &str,
+    user: Option<(&str, &str)>,
+) -> Result<async_nats::Client, String> {
+    let options = match user {
+        Some((u, p)) => async_nats::ConnectOptions::with_user_and_password(u.into(), p.into()),
+        None => async_nats::ConnectOptions::new(),
+    };
+    options
+        .custom_inbox_prefix(service_kit::NatsSettings::inbox_prefix(
+            user.map_or("anonymous", |(u, _)| u),
+        ))
+        .connection_timeout(Duration::from_secs(3))
+        .connect(url)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// What a [`TestBus`] is configured with besides the lab's users.
 #[derive(Default)]
 pub struct BusOptions {
