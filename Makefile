@@ -2,8 +2,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export AWS_EC2_METADATA_DISABLED := true
+# The tools' Python (.venv, made by make setup) when there is one: make app runs make lab, which needs jsonschema.
+PYTHON := $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 
-.PHONY: help setup services services-down dev test charts-check charts-schemas argocd-tree app lib containerize infra-plan infra-apply ansible-run security lint fmt typecheck build bench bench-build bench-api bench-bus bench-edge bench-backup bench-deploy
+.PHONY: help setup services services-down dev test lab charts-check charts-schemas argocd-tree app lib containerize infra-plan infra-apply ansible-run security lint fmt typecheck build bench bench-build bench-api bench-bus bench-edge bench-backup bench-deploy
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,6 +29,9 @@ test: setup charts-check ## Run every test: charts-check, the Rust tests against
 	scripts/tools.sh test
 	scripts/tools.sh infra-test
 
+lab: ## Write every lab-specific value (argocd/lab, argocd/services, root.yaml, Pulumi stacks, Ansible inventory, Vault role policies) from lab.yaml
+	scripts/tools.sh lab write
+
 charts-check: ## Lint and render every chart and scenario, check the objects (K8s 1.33, CRDs, Pod Security, checkov) and the Argo CD tree
 	scripts/tools.sh charts-check
 
@@ -36,13 +41,13 @@ argocd-tree: ## List every Argo CD Application from argocd/root.yaml with what i
 charts-schemas: ## Regenerate each service chart's values.schema.json from charts/homestation-lib/common.schema.json
 	python3 tools/chartcheck/schemas.py
 
-app: ## Add a service: make app NAME=my-service (crate, chart in charts/apps, dashboard, Vault policy, Nx project)
+app: ## Add a service: make app NAME=my-service (crate, chart in charts/apps, dashboard, Vault policy, Nx project, NATS user, its route: make lab)
 	@test -n "$(NAME)" || { echo "usage: make app NAME=my-service" >&2; exit 2; }
-	python3 tools/generators/generate.py app "$(NAME)"
+	$(PYTHON) tools/generators/generate.py app "$(NAME)"
 
 lib: ## Add a library crate: make lib NAME=my-lib (libs/NAME, Nx project)
 	@test -n "$(NAME)" || { echo "usage: make lib NAME=my-lib" >&2; exit 2; }
-	python3 tools/generators/generate.py lib "$(NAME)"
+	$(PYTHON) tools/generators/generate.py lib "$(NAME)"
 
 containerize: ## OCI image of a service without Docker, pushed: make containerize PROJECT=inventory [REGISTRY=host:port] [TAG=…]
 	@test -n "$(PROJECT)" || { echo "usage: make containerize PROJECT=<service> [REGISTRY=host:port] [TAG=tag]" >&2; exit 2; }
@@ -54,7 +59,7 @@ infra-plan: ## Preview a Pulumi stack: make infra-plan TARGET=control-plane|tunn
 infra-apply: ## Apply a Pulumi stack: make infra-apply TARGET=control-plane|tunnels|tailnet, or TARGET=vpc (the network: tailnet, then tunnels)
 	@scripts/infra.sh up "$(TARGET)"
 
-ansible-run: ## Run a playbook of infra/ansible: make ansible-run PLAYBOOK=bootstrap-wsl2|control-plane|edge-node
+ansible-run: ## Run a playbook of infra/ansible: make ansible-run PLAYBOOK=bootstrap-wsl2|control-plane|cluster-secrets|edge-node
 	@scripts/ansible.sh "$(PLAYBOOK)"
 
 security: setup ## cargo-deny (bans, licenses, sources; advisories when reachable), detect-secrets, checkov, schemathesis on every service (no 5xx)

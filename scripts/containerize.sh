@@ -6,7 +6,8 @@
 #      passwd/group naming the non-root user 65532; then a layer with the binary alone
 #   3. umoci config: user 65532:65532, entrypoint, OCI labels (title, Git revision, source, created)
 #   4. skopeo copy to docker://REGISTRY/homestation/PROJECT:TAG
-# REGISTRY defaults to $HOMESTATION_REGISTRY or harbor.homestation.example.org; TAG to the Git revision.
+# REGISTRY defaults to $HOMESTATION_REGISTRY or the lab's Harbor (harbor.<domain of lab.yaml>); TAG to the
+# Git revision.
 # REGISTRY_TLS_VERIFY=false for a plain-HTTP registry (a local one in tests).
 set -euo pipefail
 
@@ -17,7 +18,9 @@ die() { say "$*"; exit 1; }
 PROJECT=${PROJECT:-${1:-}}
 [ -n "$PROJECT" ] || die "usage: make containerize PROJECT=<service> [REGISTRY=host:port] [TAG=tag]"
 [ -f "$ROOT/services/$PROJECT/Cargo.toml" ] || die "$PROJECT is not a service (no services/$PROJECT/Cargo.toml); services: $(ls "$ROOT/services" | tr '\n' ' ')"
-REGISTRY=${REGISTRY:-${HOMESTATION_REGISTRY:-harbor.homestation.example.org}}
+LAB_DOMAIN=$(sed -n 's/^domain: *//p' "$ROOT/lab.yaml")
+LAB_GIT=$(sed -n 's/^  repoURL: *//p' "$ROOT/lab.yaml")
+REGISTRY=${REGISTRY:-${HOMESTATION_REGISTRY:-harbor.$LAB_DOMAIN}}
 REVISION=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
 if [ "$REVISION" != unknown ] && [ -n "$(git -C "$ROOT" status --porcelain -- services libs Cargo.lock 2>/dev/null)" ]; then REVISION="$REVISION-dirty"; fi
 TAG=${TAG:-${REVISION:0:12}}
@@ -68,7 +71,7 @@ umoci config --image "$layout:$TAG" \
   --config.env "HOMESTATION_LOG_FORMAT=json" \
   --config.label "org.opencontainers.image.title=$PROJECT" \
   --config.label "org.opencontainers.image.revision=$REVISION" \
-  --config.label "org.opencontainers.image.source=https://git.homestation.internal/homestation/homestation" \
+  --config.label "org.opencontainers.image.source=${LAB_GIT%.git}" \
   --config.label "org.opencontainers.image.created=$created" \
   --config.label "org.opencontainers.image.version=$TAG" \
   --history.created_by "umoci config: user $USER_ID, entrypoint /usr/local/bin/$PROJECT"

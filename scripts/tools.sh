@@ -7,6 +7,7 @@
 #   Node        @kubernetes-models validators (tools/chartcheck/package-lock.json), Nx (package-lock.json)
 # Usage: scripts/tools.sh charts-check [ARGS]   lint, render and check every chart (tools/chartcheck)
 #        scripts/tools.sh tree                  the Argo CD tree from argocd/root.yaml
+#        scripts/tools.sh lab write|check|routes the files lab.yaml makes (tools/lab): write, check, list routes
 #        scripts/tools.sh test                  the tools' own tests (pytest over tools/)
 #        scripts/tools.sh lint | typecheck      ruff (check and format) | mypy --strict
 #        scripts/tools.sh changed-charts FILES… the charts those files belong to (a pre-commit hook)
@@ -87,6 +88,8 @@ command=${1:-charts-check}
 case "$command" in
   charts-check) exec python tools/chartcheck/chartcheck.py "$@" ;;
   tree) exec python tools/chartcheck/walk.py "$@" ;;
+  lab) exec python tools/lab/lab.py "$@" ;;
+  labcheck) exec python tools/lab/labcheck.py "$@" ;;
   # cloudcoil registers a pytest plugin that needs more than its models: plugin autoload stays off.
   test) PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 exec python -m pytest tools "$@" ;;
   lint) ruff check tools && exec ruff format --check tools ;;
@@ -107,5 +110,5 @@ case "$command" in
   nx) NX_DAEMON=false NX_NO_CLOUD=true exec npx --no-install nx "$@" ;;
   schemathesis) install_schemathesis && exec "$ROOT/.dev/schemathesis/bin/schemathesis" "$@" ;;
   run) exec "$@" ;;
-  *) die "unknown command $command (charts-check, tree, test, lint, typecheck, changed-charts, infra-test, infra-typecheck, nx, trace, run)" ;;
+  *) die "unknown command $command (charts-check, tree, lab, test, lint, typecheck, changed-charts, infra-test, infra-typecheck, nx, trace, run)" ;;
 esac

@@ -18,6 +18,7 @@ function program(stack: string): Record<string, unknown> {
         zoneId: config.require("zoneId"),
         tunnelSecret: config.requireSecret("tunnelSecret"),
         routes: config.requireObject<Route[]>("routes"),
+        tunnelName: config.get("tunnelName"),
       });
     case "tailnet":
       return tailnet({

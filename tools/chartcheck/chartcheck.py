@@ -14,7 +14,9 @@ files' `extraResources` (schemas only):
      peer service to a port that takes a human's identity (http);
   5. checkov over everything rendered, with the reviewed skips in checkov-skips.yaml;
   6. the GitOps tree walked from argocd/root.yaml (walk.py): projects allow what their apps render,
-     values files exist and hold no literal credential.
+     values files exist and hold no literal credential;
+  7. lab.yaml: the files make lab writes are what it makes (no hand edit), and the whole-lab check
+     (tools/lab/labcheck.py) passes over the tree.
 The rendered manifests are kept under --out for reading.
 """
 
@@ -35,6 +37,10 @@ import yaml
 import podsecurity
 import schemas
 import walk
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
+import lab as labfile
+import labcheck
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -83,9 +89,12 @@ def charts(root: Path) -> list[Path]:
 
 
 def scenarios(root: Path, chart: Path) -> list[tuple[str, list[Path]]]:
-    """(name, values files) to render: the defaults, each ci/*-values.yaml, and the e2e run's values."""
-    found: list[tuple[str, list[Path]]] = [("default", [])]
-    found += [(v.name.removesuffix("-values.yaml"), [v]) for v in sorted((chart / "ci").glob("*-values.yaml"))]
+    """(name, values files) to render: the defaults, each ci/*-values.yaml, and the e2e run's values. A
+    chart's values-lab.yaml (make lab writes the app-of-apps' one) comes first in every scenario, as
+    root.yaml gives it to Argo CD."""
+    lab = [chart / "values-lab.yaml"] if (chart / "values-lab.yaml").exists() else []
+    found: list[tuple[str, list[Path]]] = [("default", lab)]
+    found += [(v.name.removesuffix("-values.yaml"), [*lab, v]) for v in sorted((chart / "ci").glob("*-values.yaml"))]
     e2e = root / "e2e" / "values"
     if (e2e / f"{chart.name}.yaml").exists():
         found.append(("e2e", [e2e / "common.yaml", e2e / f"{chart.name}.yaml"]))
@@ -328,6 +337,21 @@ def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in wanted.items())
 
 
+def check_lab(root: Path, tree: walk.Walk, report: Report) -> None:
+    """lab.yaml: what make lab writes is what is committed, and the whole lab holds together (labcheck)."""
+    try:
+        lab = labfile.load(root / "lab.yaml")
+    except labfile.LabError as e:
+        report.fail("lab.yaml", str(e))
+        return
+    for problem in labfile.differences(root, labfile.render(lab)):
+        report.fail("make lab", problem)
+    problems = labcheck.check(labcheck.collect(root, tree))
+    for problem in problems:
+        report.fail("whole lab", problem)
+    say(f"lab.yaml: generated files compared; whole-lab check: {len(labcheck.RULES)} rule(s), {len(problems)} problem(s)")
+
+
 def run_checkov(out: Path, report: Report) -> None:
     skips = yaml.safe_load((HERE / "checkov-skips.yaml").read_text())["skips"]
     started = time.monotonic()
@@ -428,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         for failure in tree.failures:
             report.fail("argocd tree", failure)
         say(f"argocd tree walked from argocd/root.yaml: {tree.applications} Application(s) (`make argocd-tree` lists them)")
+        check_lab(args.root, tree, report)
     check_custom(custom, report)
     if not args.no_checkov and report.renders:
         run_checkov(args.out, report)

@@ -7,7 +7,8 @@ ApplicationSets generate from this repository's folders) with what it deploys, a
   - an Application's AppProject does not exist, or does not allow its source repository, its
     destination namespace, or a kind or namespace among the objects its chart renders;
   - a values file it names is missing, is not YAML, or holds a literal credential;
-  - root.yaml and the app-of-apps values name different repositories.
+  - root.yaml and the app-of-apps values (values.yaml, then values-lab.yaml) name different repositories;
+  - a values file make lab wrote (argocd/lab, argocd/services) is used by no Application.
 Upstream charts cannot be downloaded here (no network): their Applications and values files are
 checked, their objects are not. Charts and folders of this repository are rendered and checked.
 """
@@ -47,12 +48,24 @@ CREDENTIAL_KEY = re.compile(r"(password|passwd|secret|token|apikey|api_key|priva
 
 
 @dataclass
+class Visited:
+    """One Application as the walk saw it: for the whole-lab check (tools/lab/labcheck.py)."""
+
+    name: str
+    namespace: str
+    chart: str  # the upstream chart's name, or "" for this repository's chart or folder
+    values_files: list[Path]
+    objects: list[dict[str, Any]]  # what it renders (this repository's charts only)
+
+
+@dataclass
 class Walk:
     root: Path
     lines: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     applications: int = 0
     values_used: set[Path] = field(default_factory=set)
+    visited: list[Visited] = field(default_factory=list)
 
     def fail(self, where: str, what: str) -> None:
         self.failures.append(f"{where}: {what}")
@@ -74,6 +87,7 @@ def credentials_in(node: Any, path: str = "") -> list[str]:
                 and value
                 and CREDENTIAL_KEY.search(skey)
                 and not skey.lower().startswith(("existing", "tls"))
+                and not path.lower().endswith("tls")  # a TLS block's `secret` names a Secret
                 and not value.startswith(("$", "<< $"))
             ):
                 found.append(here)
@@ -176,11 +190,14 @@ def visit(walk: Walk, app: dict[str, Any], projects: dict[str, dict[str, Any]], 
             f"{indent}[wave {wave:>2}] {name} → {namespace}: upstream {source['chart']} {source['targetRevision']} "
             f"from {source['repoURL']} with {shown} (not rendered here: no network)"
         )
+        walk.visited.append(Visited(name, namespace, source["chart"], files, []))
         return []
     if source["repoURL"] != repo:
         walk.fail(where, f"source {source['repoURL']} is neither this repository ({repo}) nor a chart")
         return []
     objects = render_source(walk, where, app, source) or []
+    own_values = [walk.root / v.removeprefix("$values/") for v in (source.get("helm") or {}).get("valueFiles") or []]
+    walk.visited.append(Visited(name, namespace, "", [v for v in own_values if v.exists()], objects))
     kinds = Counter(o.get("kind") for o in objects)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "nothing"
     walk.lines.append(f"{indent}[wave {wave:>2}] {name} → {namespace}: {source['path']} renders {summary}")
@@ -236,11 +253,13 @@ def walk_tree(root: Path) -> Walk:
     root_app = yaml.safe_load(root_file.read_text())
     repo = root_app["spec"]["source"]["repoURL"]
     app_of_apps = root / root_app["spec"]["source"]["path"]
-    declared = yaml.safe_load((app_of_apps / "values.yaml").read_text()).get("repoURL")
-    if declared != repo:
-        walk.fail("argocd/root.yaml", f"syncs {repo} but {app_of_apps.relative_to(root)}/values.yaml says {declared}")
+    value_files = [app_of_apps / f for f in (root_app["spec"]["source"].get("helm") or {}).get("valueFiles") or []]
+    declared = [(yaml.safe_load(f.read_text()) or {}).get("repoURL") for f in value_files if f.exists()]
+    if repo not in declared[-1:]:
+        walk.fail("argocd/root.yaml", f"syncs {repo} but its app-of-apps values say {declared[-1:] or 'nothing'}")
     walk.applications += 1
-    out = helm("template", root_app["metadata"]["name"], str(app_of_apps), "--namespace", "argocd")
+    files = [a for f in value_files for a in ("-f", str(f))]
+    out = helm("template", root_app["metadata"]["name"], str(app_of_apps), "--namespace", "argocd", *files)
     if out.returncode != 0:
         walk.fail("argocd/root.yaml", f"rendering {app_of_apps.relative_to(root)}: {out.stderr.strip()}")
         return walk
@@ -268,8 +287,11 @@ def walk_tree(root: Path) -> Walk:
         )
         for app in generated:
             visit(walk, app, projects, repo, 2)
+    made = {p for folder in ("lab", "services", "apps") for p in (root / "argocd" / folder).glob("*.yaml")}
     for unused in sorted(set((root / "argocd" / "platform").glob("*.yaml")) - walk.values_used):
         walk.fail(str(unused.relative_to(root)), "no Application uses this values file")
+    for unused in sorted(made - walk.values_used):
+        walk.fail(str(unused.relative_to(root)), "no Application uses this values file (make lab wrote it)")
     return walk
 
 

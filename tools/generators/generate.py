@@ -223,7 +223,8 @@ def cargo(root: Path, *args: str) -> None:
 
 def finish_crate(root: Path, name: str, app: bool) -> None:
     """Records the new crate in Cargo.lock (other packages keep their versions), formats it as rustfmt would,
-    and for a service rewrites the NATS chart's accounts from libs/bus (its new user among them)."""
+    and for a service rewrites the NATS chart's accounts from libs/bus (its new user among them) and the
+    lab's generated values (its route: make lab)."""
     cargo(root, "update", "--workspace")
     cargo(root, "fmt", "-p", name)
     if app:
@@ -236,6 +237,13 @@ def finish_crate(root: Path, name: str, app: bool) -> None:
         if result.returncode != 0:
             raise GenerateError("homestation bus chart-values failed: " + (result.stderr.strip().splitlines() or ["?"])[-1])
         (root / NATS_ACCOUNTS).write_text(result.stdout)
+        # Its route on the lab's domain, behind Authelia for developers, in every place that names routes
+        # (argocd/apps/<name>.yaml, Authelia's rules, the tunnel, Pulumi's DNS): make lab, from lab.yaml.
+        lab = subprocess.run(
+            [sys.executable, str(root / "tools" / "lab" / "lab.py"), "write", "--root", str(root)], capture_output=True, text=True
+        )
+        if lab.returncode != 0:
+            raise GenerateError("make lab failed: " + (lab.stderr.strip().splitlines() or ["?"])[-1])
 
 
 def main(argv: list[str] | None = None, root: Path = ROOT) -> int:

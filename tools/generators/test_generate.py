@@ -172,6 +172,11 @@ def test_make_app_chart_passes_charts_check_and_argo_cd_picks_it_up(repo_with_de
     assert "passed:" in out, out
     tree = run(repo_with_demo, sys.executable, str(ROOT / "tools" / "chartcheck" / "walk.py"), "--root", str(repo_with_demo))
     assert "demo-svc → apps: charts/apps/demo-svc renders" in tree, tree
+    # Its route is the lab's: on lab.yaml's domain, for developers, in Authelia's rules and the tunnel.
+    route = (repo_with_demo / "argocd/apps/demo-svc.yaml").read_text()
+    assert "host: demo-svc.homestation.example.org" in route and "enabled: true" in route, route
+    assert "demo-svc.homestation.example.org" in (repo_with_demo / "argocd/lab/authelia.yaml").read_text()
+    assert "demo-svc.homestation.example.org" in (repo_with_demo / "infra/pulumi/Pulumi.tunnels.yaml").read_text()
 
 
 def test_make_app_is_an_nx_project_with_its_chart(repo_with_demo: Path) -> None:

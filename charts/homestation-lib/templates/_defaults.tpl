@@ -8,7 +8,8 @@ nameOverride: ""
 fullnameOverride: ""
 replicaCount: 2
 image:
-  registry: harbor.homestation.example.org
+  # The lab's Harbor (argocd/services/<name>.yaml, make lab); images are <registry>/homestation/<name>.
+  registry: harbor.local
   repository: ""
   tag: ""
   digest: ""
@@ -105,12 +106,13 @@ networkPolicy:
         app.kubernetes.io/name: opentelemetry-collector
       ports:
         - port: 4318
+    # The in-cluster SeaweedFS S3 gateway; a lab with an outside S3 store replaces it (make lab).
     s3:
-      cidrs:
-        - 10.0.0.0/8
+      namespace: seaweedfs
+      podLabels:
+        app.kubernetes.io/name: seaweedfs
       ports:
-        - port: 443
-        - port: 9000
+        - port: 8333
     kubeApi:
       cidrs:
         - 172.16.0.0/12

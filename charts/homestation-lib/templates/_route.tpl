@@ -6,6 +6,7 @@ to Admin/Developer/Viewer). Homepage discovers the route from its annotations.
 {{- define "homestation.route" -}}
 {{- if .Values.ingress.enabled -}}
 {{- $auth := .Values.ingress.authelia -}}
+{{- $_ := required "ingress.host: the route's hostname, when ingress.enabled (the lab's: argocd/services/<name>.yaml, make lab)" .Values.ingress.host -}}
 apiVersion: traefik.io/v1alpha1
 kind: Middleware
 metadata:

@@ -64,7 +64,7 @@ export function controlPlane(args: ControlPlaneArgs) {
       chart: argo.chart,
       version: argo.version,
       repositoryOpts: { repo: argo.repoURL },
-      valueYamlFiles: [new pulumi.asset.FileAsset(argo.valuesFile)],
+      valueYamlFiles: argo.valuesFiles.map((f) => new pulumi.asset.FileAsset(f)),
       atomic: true,
       timeout: 600,
     },

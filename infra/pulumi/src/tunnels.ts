@@ -17,6 +17,8 @@ export interface TunnelsArgs {
   /** The tunnel's secret (32+ random bytes, base64), a Pulumi secret. */
   tunnelSecret: pulumi.Input<string>;
   routes: Route[];
+  /** The tunnel's name (lab.yaml tunnel.name). */
+  tunnelName?: string;
   /** Where cloudflared sends every request: Traefik's websecure entry point. */
   origin?: string;
 }
@@ -34,7 +36,7 @@ export function tunnels(args: TunnelsArgs) {
   const origin = args.origin ?? "https://traefik.traefik.svc:443";
   const tunnel = new cloudflare.ZeroTrustTunnelCloudflared("homestation", {
     accountId: args.accountId,
-    name: "homestation",
+    name: args.tunnelName ?? "homestation",
     configSrc: "cloudflare",
     tunnelSecret: args.tunnelSecret,
   });

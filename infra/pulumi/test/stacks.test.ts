@@ -47,6 +47,9 @@ describe("control-plane", () => {
     const [release] = ofType("kubernetes:helm.sh/v3:Release");
     assert.equal(release.inputs.chart, "argo-cd");
     assert.equal(release.inputs.version, argo.version);
+    // The lab's values (its hosts, its RBAC) come last, over the component's own.
+    assert.deepEqual(argo.valuesFiles.map((f) => f.split("argocd/")[1]), ["platform/argo-cd.yaml", "lab/argo-cd.yaml"]);
+    assert.equal(release.inputs.valueYamlFiles.length, 2);
     assert.equal(release.inputs.repositoryOpts.repo, "https://argoproj.github.io/argo-helm");
     assert.equal(release.inputs.namespace, "argocd");
   });

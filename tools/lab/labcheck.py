@@ -1,0 +1,442 @@
+"""The whole-lab check: what each part of the lab says about the others, held together.
+
+  python tools/lab/labcheck.py [--root DIR]
+
+Reads the Argo CD tree as charts-check walks it (this repository's charts rendered with their values;
+each upstream chart's values files merged as helm merges them), lab.yaml, and what make lab writes for
+Pulumi and Vault. Each rule has a name; a failure says which rule and where:
+  hosts       a host of the lab's domain named anywhere (Homepage, Authelia's rules and OIDC redirects,
+              the tunnel's ingress, Pulumi's DNS, Grafana's and Argo CD's URLs, …) that no route serves,
+              or a wildcard host
+  services    an in-cluster DNS name (<service>.<namespace>.svc) naming no Service the tree deploys
+  secrets     a Secret a pod mounts or a values file references that nothing produces (a Vault Secrets
+              Operator object, a chart, or cert-manager for a route's -tls)
+  two-factor  a served host whose Authelia rule is not two_factor, a bypass not on the allow-list
+              (the portal and lab.PUBLIC_PATHS), or Traefik's websecure entry point without Authelia
+  viewers     viewers reaching anything but Grafana and Homepage
+  homepage    an interface the mission names (Grafana, Argo CD, Guacamole, Vault, Traefik, Loki and
+              Jaeger through Grafana, Vaultwarden) with no Homepage link
+  roles       a role whose Authelia group, Argo CD role, Grafana role or Vault policy is not the one
+              tools/lab/lab.py ROLES gives it
+Upstream charts cannot be rendered here (no network): the Services they create and where their values
+put a route's host are read from the pinned charts and written below (UPSTREAM_SERVICES, UPSTREAM_HOSTS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "chartcheck"))
+
+import lab as labfile  # noqa: E402
+import walk  # noqa: E402
+
+ROOT = labfile.ROOT
+# The Services each upstream chart creates under its Application's name (its release), in its namespace.
+UPSTREAM_SERVICES: dict[str, list[str]] = {
+    "vault": ["vault", "vault-active", "vault-standby", "vault-internal", "vault-ui", "vault-agent-injector-svc"],
+    "authelia": ["authelia"],
+    "traefik": ["traefik"],
+    "postgres": ["postgres-rw", "postgres-ro", "postgres-r"],
+    "nats": ["nats", "nats-headless"],
+    "seaweedfs": ["seaweedfs-all-in-one"],
+    "kube-prometheus-stack": [
+        "kube-prometheus-stack-prometheus",
+        "kube-prometheus-stack-alertmanager",
+        "kube-prometheus-stack-operator",
+    ],
+    "loki": ["loki", "loki-headless", "loki-memberlist"],
+    "jaeger": ["jaeger", "jaeger-collector"],
+    "influxdb": ["influxdb-influxdb2"],
+    "opentelemetry-collector": ["opentelemetry-collector"],
+    "grafana": ["grafana"],
+    "argo-cd": ["argo-cd-argocd-server", "argo-cd-argocd-repo-server", "argo-cd-argocd-redis"],
+    "harbor": ["harbor-core", "harbor-portal", "harbor-registry"],
+    "vaultwarden": ["vaultwarden"],
+    "homepage": ["homepage"],
+}
+BUILTIN_SERVICES = {("kubernetes", "default"), ("kube-dns", "kube-system")}
+
+
+def _get(values: dict[str, Any], path: str) -> Any:
+    node: Any = values
+    for key in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _authelia_hosts(v: dict[str, Any]) -> list[str]:
+    cookies = _get(v, "configMap.session.cookies") or []
+    return (
+        [f"{c.get('subdomain')}.{c.get('domain')}" for c in cookies if c.get("subdomain")] if _get(v, "ingress.enabled") else []
+    )
+
+
+# Where each upstream chart's values put the hosts it serves (only when its ingress is on).
+UPSTREAM_HOSTS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "authelia": _authelia_hosts,
+    "homepage": lambda v: [h["host"] for h in _get(v, "ingress.main.hosts") or []] if _get(v, "ingress.main.enabled") else [],
+    "grafana": lambda v: list(_get(v, "ingress.hosts") or []) if _get(v, "ingress.enabled") else [],
+    "argo-cd": lambda v: [_get(v, "server.ingress.hostname")] if _get(v, "server.ingress.enabled") else [],
+    "vault": lambda v: [h["host"] for h in _get(v, "server.ingress.hosts") or []] if _get(v, "server.ingress.enabled") else [],
+    "harbor": lambda v: [_get(v, "expose.ingress.hosts.core")] if _get(v, "expose.type") == "ingress" else [],
+    "vaultwarden": lambda v: [_get(v, "ingress.hostname")] if _get(v, "ingress.enabled") else [],
+    "traefik": lambda v: (
+        re.findall(r"Host\(`([^`]+)`\)", _get(v, "ingressRoute.dashboard.matchRule") or "")
+        if _get(v, "ingressRoute.dashboard.enabled")
+        else []
+    ),
+}
+# The interfaces the mission names, as Homepage must link them (route name, or a Grafana datasource).
+MISSION_INTERFACES = {"grafana", "argocd", "guacamole", "vault", "traefik", "passwords"}
+MISSION_DATASOURCES = {"loki", "jaeger"}
+
+
+def merge(base: Any, over: Any) -> Any:
+    """helm's merge of values files: maps key by key, anything else replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        merged = dict(base)
+        for key, value in over.items():
+            merged[key] = merge(base.get(key), value) if key in base else value
+        return merged
+    return over
+
+
+@dataclass
+class App:
+    name: str
+    namespace: str
+    chart: str
+    values: dict[str, Any]
+    objects: list[dict[str, Any]]
+
+
+@dataclass
+class View:
+    """The lab as the check reads it; tests change a copy to seed a mistake."""
+
+    lab: dict[str, Any]
+    apps: dict[str, App]
+    pulumi_routes: list[str]
+    vault: dict[str, Any]
+    vault_policies: dict[str, str]
+    walk_failures: list[str] = field(default_factory=list)
+
+
+def collect(root: Path, tree: walk.Walk | None = None) -> View:
+    """The lab from the tree charts-check walked (or a new walk)."""
+    tree = tree or walk.walk_tree(root)
+    apps = {}
+    for v in tree.visited:
+        values: dict[str, Any] = {}
+        for f in v.values_files:
+            values = merge(values, yaml.safe_load(f.read_text()) or {})
+        # An upstream chart renders its values' extraResources verbatim (the NATS chart's Vault-synced Secrets).
+        objects = v.objects + [o for o in values.get("extraResources") or [] if isinstance(o, dict)]
+        apps[v.name] = App(v.name, v.namespace, v.chart, values, objects)
+    tunnels = yaml.safe_load((root / "infra/pulumi/Pulumi.tunnels.yaml").read_text())["config"]
+    return View(
+        lab=labfile.load(root / "lab.yaml"),
+        apps=apps,
+        pulumi_routes=[r["host"] for r in tunnels.get("homestation:routes", [])],
+        vault=json.loads((root / "infra/vault/lab.json").read_text()),
+        vault_policies={p.stem: p.read_text() for p in sorted((root / "infra/vault/policies").glob("*.hcl"))},
+        walk_failures=tree.failures,
+    )
+
+
+def strings(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield str(key)
+            yield from strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item)
+    elif isinstance(node, str):
+        yield node
+
+
+def served_hosts(view: View) -> dict[str, str]:
+    """host → the Application serving it."""
+    served: dict[str, str] = {}
+    for app in view.apps.values():
+        if app.chart:
+            for h in (UPSTREAM_HOSTS.get(app.name) or (lambda _v: []))(app.values):
+                if h:
+                    served[h] = app.name
+        for obj in app.objects:
+            if obj.get("kind") == "IngressRoute":
+                for route in obj["spec"].get("routes") or []:
+                    for h in re.findall(r"Host\(`([^`]+)`\)", route.get("match", "")):
+                        served[h] = app.name
+            elif obj.get("kind") == "Ingress":
+                for rule in obj["spec"].get("rules") or []:
+                    served[rule.get("host", "")] = app.name
+    return served
+
+
+def check_hosts(view: View) -> list[str]:
+    domain = re.escape(view.lab["domain"])
+    pattern = re.compile(
+        rf"(?<![\w.-])((?:\*|[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*\.{domain})(?![\w-])"
+    )
+    served = served_hosts(view)
+    problems = []
+    sources: list[tuple[str, Any]] = [(f"Application {a.name}", a.values) for a in view.apps.values()]
+    sources += [(f"Application {a.name} (rendered)", a.objects) for a in view.apps.values()]
+    sources.append(("infra/pulumi/Pulumi.tunnels.yaml", view.pulumi_routes))
+    sources.append(("infra/vault/lab.json", view.vault))
+    for where, node in sources:
+        for text in strings(node):
+            for h in sorted(set(pattern.findall(text))):
+                if h.startswith("*."):
+                    problems.append(f"hosts: {where} names the wildcard {h}: name each route's host")
+                elif h not in served:
+                    problems.append(f"hosts: {where} names {h}, which no route serves")
+    return sorted(set(problems))
+
+
+def check_services(view: View) -> list[str]:
+    known = set(BUILTIN_SERVICES)
+    for app in view.apps.values():
+        known |= {(s, app.namespace) for s in UPSTREAM_SERVICES.get(app.name, [])}
+        known |= {
+            (o["metadata"]["name"], o["metadata"].get("namespace") or app.namespace)
+            for o in app.objects
+            if o.get("kind") == "Service"
+        }
+    pattern = re.compile(r"(?<![\w.-])([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.svc\b")
+    problems = []
+    for app in view.apps.values():
+        for text in strings([app.values, app.objects]):
+            for name, namespace in pattern.findall(text):
+                if (name, namespace) not in known:
+                    problems.append(
+                        f"services: Application {app.name} names {name}.{namespace}.svc, a Service the tree does not deploy"
+                    )
+    return sorted(set(problems))
+
+
+SECRET_KEY = re.compile(r"^(existingSecret\w*|existingConfigSecret|secretName)$")
+
+
+def referenced_secrets(node: Any, parent: str = "") -> Iterator[str]:
+    """Secret names a values file or an object refers to: existingSecret…, secretName, secretKeyRef and
+    secretRef names, a `secret: {create: false, name}` block."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if (isinstance(value, str) and value and SECRET_KEY.match(str(key)) and not str(key).endswith("Key")) or (
+                key == "name" and isinstance(value, str) and parent in ("secretKeyRef", "secretRef")
+            ):
+                yield value
+            elif key == "secret" and isinstance(value, dict) and value.get("create") is False and value.get("name"):
+                yield value["name"]
+            yield from referenced_secrets(value, str(key))
+    elif isinstance(node, list):
+        for item in node:
+            yield from referenced_secrets(item, parent)
+
+
+def check_secrets(view: View) -> list[str]:
+    produced: set[tuple[str, str]] = set()
+    for app in view.apps.values():
+        for obj in app.objects:
+            ns = (obj.get("metadata") or {}).get("namespace") or app.namespace
+            if obj.get("kind") == "Secret":
+                produced.add((obj["metadata"]["name"], ns))
+            elif obj.get("kind") == "VaultStaticSecret":
+                produced.add((obj["spec"]["destination"]["name"], ns))
+    problems = []
+    for app in view.apps.values():
+        refs = {(s, app.namespace) for s in referenced_secrets(app.values)}
+        for obj in app.objects:
+            ns = (obj.get("metadata") or {}).get("namespace") or app.namespace
+            refs |= {(s, ns) for s in referenced_secrets(obj.get("spec") or {})}
+        for name, ns in sorted(refs):
+            # Routes' certificates: cert-manager issues <route>-tls for every route (the ClusterIssuer annotation).
+            if name.endswith("-tls") or (name, ns) in produced:
+                continue
+            problems.append(
+                f"secrets: Application {app.name} uses Secret {ns}/{name}, which nothing produces "
+                "(a Vault Secrets Operator object of platform-config?)"
+            )
+    return problems
+
+
+def authelia_rules(view: View) -> list[dict[str, Any]]:
+    return list(_get(view.apps["authelia"].values, "configMap.access_control.rules") or [])
+
+
+def domains(rule: dict[str, Any]) -> list[str]:
+    d = rule.get("domain") or []
+    return [d] if isinstance(d, str) else list(d)
+
+
+def matches(rule: dict[str, Any], h: str) -> bool:
+    return any(d == h or (d.startswith("*.") and h.endswith(d[1:])) for d in domains(rule))
+
+
+def whole_host_rule(view: View, h: str, group: str | None = None) -> dict[str, Any] | None:
+    """The rule Authelia applies to a request for any path of `h` (by `group`, or by anyone)."""
+    for rule in authelia_rules(view):
+        if rule.get("resources") or rule.get("methods") or not matches(rule, h):
+            continue
+        subjects = rule.get("subject")
+        if group is not None and subjects and f"group:{group}" not in subjects:
+            continue
+        return rule
+    return None
+
+
+def check_two_factor(view: View) -> list[str]:
+    problems = []
+    portal = labfile.host(view.lab, "auth")
+    allowed = {(labfile.host(view.lab, name), tuple(paths)) for name, (paths, _m, _why) in labfile.PUBLIC_PATHS.items()}
+    for given in authelia_rules(view):
+        if given.get("policy") in ("bypass", "one_factor"):
+            scoped = tuple(given.get("resources") or ())
+            for d in domains(given):
+                if not (d == portal and not scoped) and (d, scoped) not in allowed:
+                    problems.append(
+                        f"two-factor: Authelia lets {d} {' '.join(scoped) or '(every path)'} through "
+                        f"with {given['policy']}: not on the allow-list"
+                    )
+    for h in sorted(served_hosts(view)):
+        if h == portal:
+            continue
+        rule = whole_host_rule(view, h)
+        if rule is None or rule.get("policy") != "two_factor":
+            problems.append(
+                f"two-factor: {h} is served but Authelia's rule for it is "
+                f"{(rule and rule.get('policy')) or 'none (default)'}, not two_factor"
+            )
+    entry = _get(view.apps["traefik"].values, "ports.websecure.http.middlewares") or []
+    if "traefik-authelia@kubernetescrd" not in entry:
+        problems.append(
+            "two-factor: Traefik's websecure entry point does not send every request through Authelia "
+            "(traefik-authelia@kubernetescrd)"
+        )
+    return problems
+
+
+def check_viewers(view: View) -> list[str]:
+    reach = {
+        h
+        for h in served_hosts(view)
+        if h != labfile.host(view.lab, "auth") and (r := whole_host_rule(view, h, "viewers")) and r.get("policy") != "deny"
+    }
+    expected = {labfile.host(view.lab, "grafana"), labfile.host(view.lab, "home")}
+    return [f"viewers: viewers reach {h}; they may reach Grafana and Homepage only" for h in sorted(reach - expected)] + [
+        f"viewers: viewers cannot reach {h}" for h in sorted(expected - reach)
+    ]
+
+
+def homepage_links(view: View) -> set[str]:
+    links = {s for s in strings(_get(view.apps["homepage"].values, "config.services")) if s.startswith("https://")}
+    for app in view.apps.values():
+        for obj in app.objects:
+            href = ((obj.get("metadata") or {}).get("annotations") or {}).get("gethomepage.dev/href")
+            if href:
+                links.add(href)
+    return links
+
+
+def check_homepage(view: View) -> list[str]:
+    links = homepage_links(view)
+    hosts = {urlparse(u).hostname for u in links}
+    problems = [
+        f"homepage: no Homepage link to {labfile.host(view.lab, r)}"
+        for r in sorted(MISSION_INTERFACES)
+        if labfile.host(view.lab, r) not in hosts
+    ]
+    datasources = {
+        d["uid"]
+        for file in (_get(view.apps["grafana"].values, "datasources") or {}).values()
+        for d in (file or {}).get("datasources") or []
+    }
+    for uid in sorted(MISSION_DATASOURCES):
+        if not any(
+            urlparse(u).hostname == labfile.host(view.lab, "grafana") and f'"datasource":"{uid}"' in unquote(u) for u in links
+        ):
+            problems.append(f"homepage: no Homepage link to {uid} through Grafana's Explore")
+        if uid not in datasources:
+            problems.append(f"homepage: Grafana has no datasource {uid} for Homepage's link")
+    return problems
+
+
+def check_roles(view: View) -> list[str]:
+    problems = []
+    rbac = _get(view.apps["argo-cd"].values, "configs.rbac") or {}
+    policy = rbac.get("policy.csv", "")
+    mapped = dict(re.findall(r"^g, (\S+), (\S+)$", policy, re.M))
+    grafana = view.apps["grafana"].values.get("grafana.ini") or {}
+    path = (grafana.get("auth.generic_oauth") or {}).get("role_attribute_path", "")
+    vault_roles = {r["group"]: r["policy"] for r in view.vault.get("roles", [])}
+    reachable_groups = {s.removeprefix("group:") for rule in authelia_rules(view) for s in rule.get("subject") or []}
+    for role in labfile.ROLES:
+        if role.group not in reachable_groups:
+            problems.append(f"roles: {role.name}: Authelia's rules never name group {role.group}")
+        if mapped.get(role.group, "") != role.argocd:
+            problems.append(
+                f"roles: {role.name}: Argo CD maps group {role.group} to {mapped.get(role.group) or 'nothing'}, "
+                f"not {role.argocd or 'nothing'}"
+            )
+        if f"contains(groups[*], '{role.group}') && '{role.grafana}'" not in path:
+            problems.append(f"roles: {role.name}: Grafana does not give group {role.group} the role {role.grafana}")
+        if vault_roles.get(role.group) != role.vault_policy or role.vault_policy not in view.vault_policies:
+            problems.append(
+                f"roles: {role.name}: Vault's OIDC role for group {role.group} is not policy {role.vault_policy} (infra/vault)"
+            )
+    if rbac.get("policy.default"):
+        problems.append("roles: Argo CD gives everyone a default role (policy.default): viewers would reach it")
+    return problems
+
+
+RULES: dict[str, Callable[[View], list[str]]] = {
+    "hosts": check_hosts,
+    "services": check_services,
+    "secrets": check_secrets,
+    "two-factor": check_two_factor,
+    "viewers": check_viewers,
+    "homepage": check_homepage,
+    "roles": check_roles,
+}
+
+
+def check(view: View) -> list[str]:
+    return [p for rule in RULES.values() for p in rule(view)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=ROOT, help="the repository (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        view = collect(args.root)
+    except labfile.LabError as e:
+        print(f"labcheck: {e}", file=sys.stderr)
+        return 2
+    problems = check(view)
+    for p in problems:
+        print(f"FAIL {p}")
+    print(f"labcheck: {len(RULES)} rule(s) over {len(view.apps)} Application(s): {len(problems)} problem(s)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
