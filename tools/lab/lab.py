@@ -114,10 +114,24 @@ def load(path: Path) -> dict[str, Any]:
         raise LabError(f"{path.name}: people: nobody has role admin, so nobody could manage the lab")
     if [h["kind"] for h in lab["hosts"]].count("control") != 1:
         raise LabError(f"{path.name}: hosts: exactly one host must be of kind control (the K3s server)")
-    found = dict(lab)
-    # Not in lab.yaml: the services `make app` added are the tree's (charts/apps/<name>), each with a route.
-    found["apps"] = sorted(p.parent.name for p in (path.parent / "charts" / "apps").glob("*/Chart.yaml"))
-    return found
+    return {**lab, **tree_facts(path.parent)}
+
+
+def tree_facts(root: Path) -> dict[str, Any]:
+    """Not in lab.yaml but the tree's, and needed beside it: the services `make app` added
+    (charts/apps/<name>, each with a route), and the namespaces where Vault Secrets Operator makes Secrets
+    (platform-config's list and the platform values' extraResources): its login is allowed there only."""
+    platform_config = yaml.safe_load((root / "charts/platform/platform-config/values.yaml").read_text()) or {}
+    synced = {s["namespace"] for s in platform_config.get("secrets") or []} | {"authelia"}  # authelia-users
+    for values_file in sorted((root / "argocd" / "platform").glob("*.yaml")):
+        for obj in (yaml.safe_load(values_file.read_text()) or {}).get("extraResources") or []:
+            if obj.get("kind") == "VaultStaticSecret":
+                synced.add(obj["metadata"]["namespace"])
+    return {
+        "apps": sorted(p.parent.name for p in (root / "charts" / "apps").glob("*/Chart.yaml")),
+        "syncedNamespaces": sorted(synced),
+        "issuer": platform_config["issuer"],
+    }
 
 
 def routes(lab: dict[str, Any]) -> tuple[Route, ...]:

@@ -254,14 +254,20 @@ def referenced_secrets(node: Any, parent: str = "") -> Iterator[str]:
 
 def check_secrets(view: View) -> list[str]:
     produced: set[tuple[str, str]] = set()
+    problems = []
+    operator = set(_get(view.apps["vault-secrets-operator"].values, "defaultAuthMethod.allowedNamespaces") or [])
     for app in view.apps.values():
         for obj in app.objects:
             ns = (obj.get("metadata") or {}).get("namespace") or app.namespace
             if obj.get("kind") == "Secret":
                 produced.add((obj["metadata"]["name"], ns))
+            elif obj.get("kind") == "VaultStaticSecret" and ns not in operator:
+                problems.append(
+                    f"secrets: VaultStaticSecret {ns}/{obj['metadata']['name']} of Application {app.name}: Vault Secrets "
+                    f"Operator may not log in to Vault from {ns} (defaultAuthMethod.allowedNamespaces)"
+                )
             elif obj.get("kind") == "VaultStaticSecret":
                 produced.add((obj["spec"]["destination"]["name"], ns))
-    problems = []
     for app in view.apps.values():
         refs = {(s, app.namespace) for s in referenced_secrets(app.values)}
         for obj in app.objects:

@@ -287,6 +287,8 @@ def platform(lab: Lab) -> dict[str, dict[str, Any]]:
             }
         },
         "vaultwarden": {"domain": url(lab, "passwords"), "ingress": {"hostname": host(lab, "passwords")}},
+        # Its Kubernetes login is allowed where it makes Secrets, and only there (Vault's role binds the same).
+        "vault-secrets-operator": {"defaultAuthMethod": {"allowedNamespaces": list(lab["syncedNamespaces"])}},
         "velero": {
             "configuration": {
                 "backupStorageLocation": [
@@ -319,6 +321,31 @@ def services(lab: Lab) -> dict[str, dict[str, Any]]:
     }
     if lab["s3"].get("endpoint") and lab["s3"]["endpoint"] != SEAWEEDFS_S3:
         found["backup"]["networkPolicy"] = {"peers": {"s3": {"cidrs": list(lab["s3"]["cidrs"]), "ports": [{"port": 443}]}}}
+    return found
+
+
+def kubernetes_roles(lab: Lab) -> list[dict[str, Any]]:
+    """Who logs in to Vault with a Kubernetes ServiceAccount, and the policy each gets
+    (infra/vault/policies/<policy>.hcl; an app's is charts/apps/<app>/vault/policy.hcl)."""
+    issuer = lab["issuer"]
+    found = [{"name": s, "serviceAccounts": [s], "namespaces": ["homestation"], "policies": [f"svc-{s}"]} for s in SERVICES]
+    found += [{"name": a, "serviceAccounts": [a], "namespaces": ["apps"], "policies": [a]} for a in lab["apps"]]
+    found.append(
+        {
+            "name": issuer["role"],
+            "serviceAccounts": [issuer["serviceAccount"]],
+            "namespaces": [issuer["certManagerNamespace"]],
+            "policies": ["cert-manager"],
+        }
+    )
+    found.append(
+        {
+            "name": "vault-secrets-operator",
+            "serviceAccounts": ["default"],
+            "namespaces": list(lab["syncedNamespaces"]),
+            "policies": ["vault-secrets-operator"],
+        }
+    )
     return found
 
 
@@ -422,6 +449,8 @@ def infra(lab: Lab) -> dict[str, str]:
                 },
                 "roles": [{"name": r.name, "group": r.group, "policy": r.vault_policy} for r in ROLES],
                 "devNamespaces": list(lab["devNamespaces"]),
+                "domain": lab["domain"],
+                "kubernetesRoles": kubernetes_roles(lab),
             },
             indent=2,
         )

@@ -177,6 +177,10 @@ SEEDED: dict[str, tuple[Callable[[labcheck.View], None], str]] = {
         lambda v: drop_secret(v, "guacamole-db"),
         "secrets: Application guacamole uses Secret guacamole/guacamole-db, which nothing produces",
     ),
+    "secrets: a Secret synced where Vault Secrets Operator may not log in": (
+        lambda v: values(v, "vault-secrets-operator")["defaultAuthMethod"]["allowedNamespaces"].remove("traefik"),
+        "secrets: VaultStaticSecret traefik/traefik-proxy-proof of Application platform-config: Vault Secrets Operator may not",
+    ),
     "two-factor: one factor for an outside route": (
         lambda v: rule_for(v, "grafana").update(policy="one_factor"),
         "two-factor: Authelia lets home.homestation.example.org (every path) through with one_factor",

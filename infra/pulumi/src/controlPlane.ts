@@ -1,8 +1,10 @@
 // control-plane: on a running K3s, what Argo CD cannot do for itself — the namespaces, Argo CD from its
 // pinned chart and values, the root Application of argocd/, and the Job that bootstraps Vault.
 import * as k8s from "@pulumi/kubernetes";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { platformComponent, rootApplication } from "./repo";
+import { platformComponent, REPO_ROOT, rootApplication } from "./repo";
 
 /** Namespaces and the Pod Security level each enforces (HomeStation's own run restricted pods). */
 export const NAMESPACES: Record<string, "restricted" | "baseline" | "privileged"> = {
@@ -21,17 +23,36 @@ export interface ControlPlaneArgs {
   vaultAddress?: string;
 }
 
-/** What the bootstrap Job runs once Vault answers and is unsealed: idempotent `vault` commands. */
+/**
+ * What the bootstrap Job mounts: infra/vault/bootstrap.py (idempotent: changes only what differs, tested
+ * twice against a real OpenBao), lab.json and the policies make lab writes from lab.yaml, and each app's
+ * policy. ConfigMap keys cannot hold "/": the Job copies them into the tree bootstrap.py expects.
+ */
+export function vaultBootstrapFiles(root = REPO_ROOT): Record<string, string> {
+  const files: Record<string, string> = {
+    "bootstrap.py": fs.readFileSync(path.join(root, "infra/vault/bootstrap.py"), "utf8"),
+    "lab.json": fs.readFileSync(path.join(root, "infra/vault/lab.json"), "utf8"),
+  };
+  const policies = path.join(root, "infra/vault/policies");
+  for (const name of fs.readdirSync(policies).filter((f) => f.endsWith(".hcl")).sort()) {
+    files[`policy.${name}`] = fs.readFileSync(path.join(policies, name), "utf8");
+  }
+  const apps = path.join(root, "charts/apps");
+  for (const app of fs.existsSync(apps) ? fs.readdirSync(apps).sort() : []) {
+    const policy = path.join(apps, app, "vault/policy.hcl");
+    if (fs.existsSync(policy)) files[`app.${app}.hcl`] = fs.readFileSync(policy, "utf8");
+  }
+  return files;
+}
+
 export const VAULT_BOOTSTRAP = `set -eu
-until vault status >/dev/null 2>&1; do echo "waiting for an unsealed Vault at $VAULT_ADDR"; sleep 10; done
-vault secrets list | grep -q '^secret/' || vault secrets enable -path=secret kv-v2
-vault secrets list | grep -q '^transit/' || vault secrets enable transit
-vault secrets list | grep -q '^pki/' || vault secrets enable pki
-vault secrets list | grep -q '^pki_int/' || vault secrets enable -path=pki_int pki
-vault auth list | grep -q '^kubernetes/' || vault auth enable kubernetes
-vault write auth/kubernetes/config kubernetes_host=https://kubernetes.default.svc
-vault write -f transit/keys/homestation-backup
-echo "Vault bootstrapped: kv-v2 secret/, transit/, pki/, pki_int/, kubernetes auth"
+mkdir -p /work/infra/vault/policies /work/charts/apps
+cp /bootstrap/bootstrap.py /bootstrap/lab.json /work/infra/vault/
+for f in /bootstrap/policy.*.hcl; do cp "$f" "/work/infra/vault/policies/\${f#/bootstrap/policy.}"; done
+for f in /bootstrap/app.*.hcl; do [ -e "$f" ] || continue; app=\${f#/bootstrap/app.}; app=\${app%.hcl}
+  mkdir -p "/work/charts/apps/$app/vault" && cp "$f" "/work/charts/apps/$app/vault/policy.hcl"; done
+until wget -q -O /dev/null "$VAULT_ADDR/v1/sys/health"; do echo "waiting for an unsealed Vault at $VAULT_ADDR"; sleep 10; done
+exec python3 /work/infra/vault/bootstrap.py --root /work --oidc-client-secret-env OIDC_CLIENT_SECRET
 `;
 
 export function controlPlane(args: ControlPlaneArgs) {
@@ -87,7 +108,7 @@ export function controlPlane(args: ControlPlaneArgs) {
     );
     const script = new k8s.core.v1.ConfigMap(
       "vault-bootstrap",
-      { metadata: { name: "vault-bootstrap", namespace: "vault" }, data: { "bootstrap.sh": VAULT_BOOTSTRAP } },
+      { metadata: { name: "vault-bootstrap", namespace: "vault" }, data: { "bootstrap.sh": VAULT_BOOTSTRAP, ...vaultBootstrapFiles() } },
       { provider, dependsOn: [byName("vault")] },
     );
     bootstrap = new k8s.batch.v1.Job(
@@ -105,21 +126,32 @@ export function controlPlane(args: ControlPlaneArgs) {
               containers: [
                 {
                   name: "bootstrap",
-                  image: "hashicorp/vault:1.20",
+                  image: "python:3.12-alpine",
                   command: ["/bin/sh", "/bootstrap/bootstrap.sh"],
                   env: [
                     { name: "VAULT_ADDR", value: args.vaultAddress ?? "http://vault.vault.svc:8200" },
                     { name: "VAULT_TOKEN", valueFrom: { secretKeyRef: { name: token.metadata.name, key: "token" } } },
+                    // Authelia's client secret for Vault's OIDC (the same Secret, key oidc-client-secret).
+                    {
+                      name: "OIDC_CLIENT_SECRET",
+                      valueFrom: { secretKeyRef: { name: token.metadata.name, key: "oidc-client-secret", optional: true } },
+                    },
                   ],
                   securityContext: {
                     allowPrivilegeEscalation: false,
                     readOnlyRootFilesystem: true,
                     capabilities: { drop: ["ALL"] },
                   },
-                  volumeMounts: [{ name: "script", mountPath: "/bootstrap" }],
+                  volumeMounts: [
+                    { name: "script", mountPath: "/bootstrap" },
+                    { name: "work", mountPath: "/work" },
+                  ],
                 },
               ],
-              volumes: [{ name: "script", configMap: { name: script.metadata.name } }],
+              volumes: [
+                { name: "script", configMap: { name: script.metadata.name } },
+                { name: "work", emptyDir: {} },
+              ],
             },
           },
         },

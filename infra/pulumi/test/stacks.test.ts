@@ -73,6 +73,16 @@ describe("control-plane", () => {
     assert.deepEqual(env.find((e: any) => e.name === "VAULT_TOKEN").valueFrom.secretKeyRef.key, "token");
     assert.equal(ofType("kubernetes:core/v1:Secret")[0].inputs.metadata.name, "vault-bootstrap-token");
   });
+
+  it("mounts the bootstrap, the lab's Vault file and every policy make lab and make app write", () => {
+    const [configMap] = ofType("kubernetes:core/v1:ConfigMap");
+    const keys = Object.keys(configMap.inputs.data);
+    for (const key of ["bootstrap.sh", "bootstrap.py", "lab.json", "policy.role-admin.hcl", "policy.svc-backup.hcl"]) {
+      assert.ok(keys.includes(key), `${key} in ${keys}`);
+    }
+    const [job] = ofType("kubernetes:batch/v1:Job");
+    assert.equal(job.inputs.spec.template.spec.containers[0].image, "python:3.12-alpine");
+  });
 });
 
 describe("tunnels", () => {

@@ -1,0 +1,14 @@
+# edge-registry (Kubernetes auth role edge-registry): its own secrets, its NATS password, the callout's
+# issuer seed, and the K3s *agent* token it hands to enrolling nodes (never the server token).
+path "secret/data/homestation/edge-registry" {
+  capabilities = ["read"]
+}
+path "secret/data/homestation/nats/edge-registry" {
+  capabilities = ["read"]
+}
+path "secret/data/homestation/nats/callout" {
+  capabilities = ["read"]
+}
+path "secret/data/homestation/k3s" {
+  capabilities = ["read"]
+}

@@ -1,0 +1,23 @@
+# secrets-rotator (Kubernetes auth role secrets-rotator): its own secrets and NATS password; the secrets
+# it rotates (KV v2 under platform/, homestation/ and apps/) and database credentials.
+path "secret/data/homestation/secrets-rotator" {
+  capabilities = ["read"]
+}
+path "secret/data/homestation/nats/secrets-rotator" {
+  capabilities = ["read"]
+}
+path "secret/data/platform/*" {
+  capabilities = ["create", "read", "update"]
+}
+path "secret/metadata/platform/*" {
+  capabilities = ["read", "list"]
+}
+path "secret/data/apps/*" {
+  capabilities = ["create", "read", "update"]
+}
+path "secret/metadata/apps/*" {
+  capabilities = ["read", "list"]
+}
+path "database/creds/*" {
+  capabilities = ["read"]
+}
