@@ -88,6 +88,7 @@ def credentials_in(node: Any, path: str = "") -> list[str]:
                 and CREDENTIAL_KEY.search(skey)
                 and not skey.lower().startswith(("existing", "tls"))
                 and not path.lower().endswith("tls")  # a TLS block's `secret` names a Secret
+                and "secretName" not in node  # {secretName, secretKey}: a key of a named Secret
                 and not value.startswith(("$", "<< $"))
             ):
                 found.append(here)

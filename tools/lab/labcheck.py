@@ -232,6 +232,10 @@ def check_services(view: View) -> list[str]:
     return sorted(set(problems))
 
 
+# Secrets made outside the tree, by what runs before it (each says who): they cannot come from Vault.
+MADE_OUTSIDE = {
+    ("vault-unseal", "vault"): "the unsealer's token for Vault's transit seal (Ansible, playbooks/cluster-secrets.yml)",
+}
 SECRET_KEY = re.compile(r"^(existingSecret\w*|existingConfigSecret|secretName)$")
 
 
@@ -275,7 +279,7 @@ def check_secrets(view: View) -> list[str]:
             refs |= {(s, ns) for s in referenced_secrets(obj.get("spec") or {})}
         for name, ns in sorted(refs):
             # Routes' certificates: cert-manager issues <route>-tls for every route (the ClusterIssuer annotation).
-            if name.endswith("-tls") or (name, ns) in produced:
+            if name.endswith("-tls") or (name, ns) in produced or (name, ns) in MADE_OUTSIDE:
                 continue
             problems.append(
                 f"secrets: Application {app.name} uses Secret {ns}/{name}, which nothing produces "

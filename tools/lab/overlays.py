@@ -198,6 +198,40 @@ def grafana(lab: Lab) -> dict[str, Any]:
     }
 
 
+UNSEALER_PORT = 8210  # infra/ansible/roles/vault_unsealer: vault_unsealer_listen
+UNSEAL_KEY = "homestation-unseal"  # …: vault_unsealer_transit_key
+
+
+def vault_config(lab: Lab) -> str:
+    """The cluster Vault's server configuration. Its seal is the unsealer on the control node, reached by
+    the node's name (K3s's CoreDNS answers node names with their tailnet address)."""
+    control = next(h["name"] for h in lab["hosts"] if h["kind"] == "control")
+    return f"""ui = true
+listener "tcp" {{
+  address = "[::]:8200"
+  cluster_address = "[::]:8201"
+  tls_disable = 1
+  telemetry {{
+    unauthenticated_metrics_access = true
+  }}
+}}
+storage "raft" {{
+  path = "/vault/data"
+}}
+# Transit auto-unseal; the token is VAULT_TOKEN, from the Secret vault-unseal.
+seal "transit" {{
+  address = "http://{control}:{UNSEALER_PORT}"
+  key_name = "{UNSEAL_KEY}"
+  mount_path = "transit/"
+}}
+service_registration "kubernetes" {{}}
+telemetry {{
+  prometheus_retention_time = "30s"
+  disable_hostname = true
+}}
+"""
+
+
 def argocd_policy() -> str:
     """Argo CD RBAC: admins everything; developers sync HomeStation's services and apps and own the dev
     project; viewers nothing (they never reach Argo CD); the deployer's account gets and syncs."""
@@ -280,10 +314,11 @@ def platform(lab: Lab) -> dict[str, dict[str, Any]]:
         "traefik": {"ingressRoute": {"dashboard": {"matchRule": f"Host(`{host(lab, 'traefik')}`)"}}},
         "vault": {
             "server": {
+                "ha": {"raft": {"config": vault_config(lab)}},
                 "ingress": {
                     "hosts": [{"host": host(lab, "vault")}],
                     "tls": [{"secretName": "vault-ui-tls", "hosts": [host(lab, "vault")]}],
-                }
+                },
             }
         },
         "vaultwarden": {"domain": url(lab, "passwords"), "ingress": {"hostname": host(lab, "passwords")}},

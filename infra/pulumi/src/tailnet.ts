@@ -43,7 +43,12 @@ export function policy(args: TailnetArgs): AclPolicy {
       { action: "accept", src: ["tag:k8s-control"], dst: ["tag:edge:10250"] },
     ],
     tests: [
-      { src: "tag:edge", accept: ["tag:k8s-control:6443", "tag:services:4222"], deny: ["tag:vault:8200", "tag:k8s-control:22"] },
+      // …nor the unsealer of the cluster's Vault (infra/ansible/roles/vault_unsealer, port 8210).
+      {
+        src: "tag:edge",
+        accept: ["tag:k8s-control:6443", "tag:services:4222"],
+        deny: ["tag:vault:8200", "tag:k8s-control:22", "tag:k8s-control:8210"],
+      },
       { src: "group:developers", accept: ["tag:services:443"], deny: ["tag:vault:8200"] },
     ],
   };
