@@ -29,8 +29,9 @@ test: setup charts-check ## Run every test: charts-check, the Rust tests against
 	scripts/tools.sh test
 	scripts/tools.sh infra-test
 
-lab: ## Write every lab-specific value (argocd/lab, argocd/services, root.yaml, Pulumi stacks, Ansible inventory, Vault role policies) from lab.yaml
+lab: ## Write every lab-specific value (argocd/lab, argocd/services, root.yaml, Pulumi stacks, Ansible inventory, Vault role policies) from lab.yaml, and the README's component table
 	scripts/tools.sh lab write
+	scripts/tools.sh labcheck --write-readme
 
 charts-check: ## Lint and render every chart and scenario, check the objects (K8s 1.33, CRDs, Pod Security, checkov) and the Argo CD tree
 	scripts/tools.sh charts-check
@@ -59,8 +60,8 @@ infra-plan: ## Preview a Pulumi stack: make infra-plan TARGET=control-plane|tunn
 infra-apply: ## Apply a Pulumi stack: make infra-apply TARGET=control-plane|tunnels|tailnet, or TARGET=vpc (the network: tailnet, then tunnels)
 	@scripts/infra.sh up "$(TARGET)"
 
-ansible-run: ## Run a playbook of infra/ansible: make ansible-run PLAYBOOK=bootstrap-wsl2|control-plane|cluster-secrets|edge-node
-	@scripts/ansible.sh "$(PLAYBOOK)"
+ansible-run: ## Run a playbook of infra/ansible: make ansible-run PLAYBOOK=bootstrap-wsl2|control-plane|cluster-secrets|edge-node [TAGS=…]
+	@scripts/ansible.sh "$(PLAYBOOK)" $(if $(TAGS),--tags $(TAGS))
 
 security: setup ## cargo-deny (bans, licenses, sources; advisories when reachable), detect-secrets, checkov, schemathesis on every service (no 5xx)
 	scripts/security.sh

@@ -346,10 +346,22 @@ def check_lab(root: Path, tree: walk.Walk, report: Report) -> None:
         return
     for problem in labfile.differences(root, labfile.render(lab)):
         report.fail("make lab", problem)
-    problems = labcheck.check(labcheck.collect(root, tree))
+    view = labcheck.collect(root, tree)
+    problems = labcheck.check(view)
     for problem in problems:
         report.fail("whole lab", problem)
     say(f"lab.yaml: generated files compared; whole-lab check: {len(labcheck.RULES)} rule(s), {len(problems)} problem(s)")
+    readme = root / "README.md"
+    if readme.exists():
+        text = readme.read_text()
+        if labcheck.readme_with_table(text, view) != text:
+            report.fail("README.md", "the component table differs from what the tree deploys (make lab rewrites it)")
+    requested = sum(labcheck.memory(a)[0] for a in view.apps.values() if labcheck.has_pods(a))
+    limited = sum(labcheck.memory(a)[1] for a in view.apps.values() if labcheck.has_pods(a))
+    say(
+        f"memory: the lab requests {requested / 1024:.1f} GiB (limits {limited / 1024:.1f} GiB) "
+        f"of a {labcheck.MEMORY_BUDGET_MI / 1024:.0f} GiB budget"
+    )
 
 
 def run_checkov(out: Path, report: Report) -> None:

@@ -18,6 +18,9 @@ Pulumi and Vault. Each rule has a name; a failure says which rule and where:
               Jaeger through Grafana, Vaultwarden) with no Homepage link
   roles       a role whose Authelia group, Argo CD role, Grafana role or Vault policy is not the one
               tools/lab/lab.py ROLES gives it
+  budget      a component whose pods state no memory request and limit, or requests above the lab's
+              budget (MEMORY_BUDGET_MI)
+With --write-readme it rewrites the README's component table (make lab does).
 Upstream charts cannot be rendered here (no network): the Services they create and where their values
 put a route's host are read from the pinned charts and written below (UPSTREAM_SERVICES, UPSTREAM_HOSTS).
 """
@@ -417,6 +420,128 @@ def check_roles(view: View) -> list[str]:
     return problems
 
 
+# The platform's memory requests must fit beside workloads on the mission's 32 GB control node: 12 GiB
+# for everything Argo CD deploys leaves 20 GB for Windows, WSL2, K3s itself and the lab's own workloads.
+MEMORY_BUDGET_MI = 12 * 1024
+UNITS = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "K": 1 / 1024, "M": 1, "G": 1000}
+
+
+def mebibytes(quantity: str) -> float:
+    number = re.match(r"^([0-9.]+)([A-Za-z]*)$", str(quantity))
+    if number is None or number.group(2) not in (*UNITS, ""):
+        raise ValueError(f"not a memory quantity: {quantity}")
+    return float(number.group(1)) * UNITS.get(number.group(2), 1 / 1024 / 1024)
+
+
+def memory(app: App) -> tuple[float, float, int]:
+    """(requests, limits) in MiB of an Application's pods, and how many containers state none: upstream
+    charts by their values' `resources` blocks (one replica each), this repository's by what renders."""
+    requested = limited = 0.0
+    missing = 0
+    if app.chart:
+        blocks = [r for _path, r in resource_blocks(app.values)]
+    else:
+        blocks = []
+        for obj in app.objects:
+            spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+            replicas = int((obj.get("spec") or {}).get("replicas") or 1)
+            for c in spec.get("containers") or []:
+                blocks += [c.get("resources") or {}] * replicas
+    for r in blocks:
+        request, limit = (r.get("requests") or {}).get("memory"), (r.get("limits") or {}).get("memory")
+        if request is None or limit is None:
+            missing += 1
+        requested += mebibytes(request) if request else 0
+        limited += mebibytes(limit) if limit else 0
+    return requested, limited, missing
+
+
+def resource_blocks(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{path}.{key}" if path else str(key)
+            # A volume claim's `resources` asks for storage, not memory.
+            if key == "resources" and isinstance(value, dict) and "storage" not in (value.get("requests") or {}):
+                yield here, value
+            else:
+                yield from resource_blocks(value, here)
+    elif isinstance(node, list):
+        for item in node:
+            yield from resource_blocks(item, path)
+
+
+def has_pods(app: App) -> bool:
+    return bool(app.chart) or any(o.get("kind") in ("Deployment", "StatefulSet", "DaemonSet") for o in app.objects)
+
+
+def check_budget(view: View) -> list[str]:
+    problems = []
+    total = 0.0
+    for app in view.apps.values():
+        if not has_pods(app):
+            continue
+        requested, _limited, missing = memory(app)
+        total += requested
+        if requested == 0 or missing:
+            problems.append(
+                f"budget: Application {app.name} runs pods without a memory request and limit ({missing or 'all'} unset)"
+            )
+    if total > MEMORY_BUDGET_MI:
+        problems.append(
+            f"budget: the lab requests {total / 1024:.1f} GiB of memory, over its {MEMORY_BUDGET_MI / 1024:.0f} GiB budget"
+        )
+    return problems
+
+
+def components(view: View) -> list[dict[str, str]]:
+    """One row per platform component and HomeStation service with pods: the README's component table
+    (services `make app` adds are not in it: they count in the budget only)."""
+    served: dict[str, list[str]] = {}
+    for h, serving in served_hosts(view).items():
+        served.setdefault(serving, []).append(h)
+    audience = {r.app: r.audience for r in labfile.routes(view.lab)}
+    rows = []
+    for app in view.apps.values():
+        if not has_pods(app) or app.name in view.lab["apps"]:
+            continue
+        requested, limited, _ = memory(app)
+        who = audience.get(app.name, "")
+        rows.append(
+            {
+                "component": app.name,
+                "chart": f"{app.chart} {view.lab['charts'].get(app.name, '')}" if app.chart else "this repository's",
+                "route": ", ".join(sorted(served.get(app.name, []))) or "none (in-cluster only)",
+                "who": "anyone (sign-in portal)" if who == "portal" else ", ".join(labfile.audience_groups(who)) if who else "—",
+                "memory": f"{requested:.0f} / {limited:.0f} Mi",
+            }
+        )
+    return rows
+
+
+def readme_table(view: View) -> str:
+    rows = components(view)
+    total = sum(memory(a)[0] for a in view.apps.values() if has_pods(a) and a.name not in view.lab["apps"])
+    lines = [
+        "| component | chart | route | who may reach it | memory request / limit |",
+        "|---|---|---|---|---|",
+        *(f"| {r['component']} | {r['chart']} | {r['route']} | {r['who']} | {r['memory']} |" for r in rows),
+        "",
+        f"Memory requested by the platform and HomeStation's services: {total / 1024:.1f} GiB "
+        f"of a {MEMORY_BUDGET_MI / 1024:.0f} GiB budget "
+        "(the mission's 32 GB control node, with 20 GB left for Windows, WSL2, K3s and workloads); "
+        "`make charts-check` prints it with the services `make app` added, and fails above the budget.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+README_BEGIN, README_END = "<!-- components: written by make lab from the tree; do not edit -->\n", "<!-- /components -->\n"
+
+
+def readme_with_table(readme: str, view: View) -> str:
+    start, end = readme.index(README_BEGIN) + len(README_BEGIN), readme.index(README_END)
+    return readme[:start] + readme_table(view) + readme[end:]
+
+
 RULES: dict[str, Callable[[View], list[str]]] = {
     "hosts": check_hosts,
     "services": check_services,
@@ -425,6 +550,7 @@ RULES: dict[str, Callable[[View], list[str]]] = {
     "viewers": check_viewers,
     "homepage": check_homepage,
     "roles": check_roles,
+    "budget": check_budget,
 }
 
 
@@ -435,12 +561,16 @@ def check(view: View) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=ROOT, help="the repository (default: %(default)s)")
+    parser.add_argument("--write-readme", action="store_true", help="rewrite the README's component table (make lab)")
     args = parser.parse_args(argv)
     try:
         view = collect(args.root)
     except labfile.LabError as e:
         print(f"labcheck: {e}", file=sys.stderr)
         return 2
+    if args.write_readme:
+        readme = args.root / "README.md"
+        readme.write_text(readme_with_table(readme.read_text(), view))
     problems = check(view)
     for p in problems:
         print(f"FAIL {p}")

@@ -233,7 +233,27 @@ SEEDED: dict[str, tuple[Callable[[labcheck.View], None], str]] = {
         lambda v: values(v, "argo-cd")["configs"]["rbac"].update({"policy.default": "role:readonly"}),
         "roles: Argo CD gives everyone a default role",
     ),
+    "budget: a component with no memory request": (
+        lambda v: values(v, "grafana").pop("resources"),
+        "budget: Application grafana runs pods without a memory request and limit",
+    ),
+    "budget: more than the control node can give": (
+        lambda v: values(v, "kube-prometheus-stack")["prometheus"]["prometheusSpec"]["resources"]["requests"].update(
+            memory="16Gi"
+        ),
+        "budget: the lab requests 21.",
+    ),
 }
+
+
+def test_the_readme_table_is_what_the_tree_deploys(committed: labcheck.View) -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert labcheck.readme_with_table(readme, committed) == readme, "make lab rewrites the README's component table"
+    view = copy.deepcopy(committed)
+    values(view, "grafana")["resources"]["requests"]["memory"] = "1Gi"
+    assert "| grafana | grafana 12.11.1 | grafana.homestation.example.org | admins, developers, viewers | 1024 / 512 Mi |" in (
+        labcheck.readme_with_table(readme, view)
+    )
 
 
 @pytest.mark.parametrize("mistake", sorted(SEEDED))
