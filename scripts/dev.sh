@@ -111,11 +111,15 @@ HOMESTATION_EDGE_REGISTRY__CALLOUT__ISSUER_SEED="$(cat "$nats_dir/issuer.seed")"
   ./target/debug/edge-registry 2> >(tee -a "$STATE/edge-registry.log" >&2) &
 pids+=($!)
 
-# S3 for backups: moto, in memory (backups made here are gone when `make dev` stops), with the bucket made now.
-moto_server -H 127.0.0.1 -p "$S3_PORT" > "$STATE/moto.log" 2>&1 &
+# S3 for backups: SeaweedFS on disk in .dev/seaweedfs (backups made here survive a restart of make dev), the
+# server the lab runs in the cluster; its other ports are S3_PORT+1… so two make devs do not collide.
+mkdir -p "$STATE/seaweedfs"
+"$STATE/tools/bin/weed" server -dir="$STATE/seaweedfs" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
+  -s3 -s3.port="$S3_PORT" -s3.port.grpc=$((S3_PORT + 1)) -s3.port.iceberg=0 -s3.port.lance=0 -master.port=$((S3_PORT + 2)) -master.port.grpc=$((S3_PORT + 3)) \
+  -volume.port=$((S3_PORT + 4)) -volume.port.grpc=$((S3_PORT + 5)) -filer.port=$((S3_PORT + 6)) -filer.port.grpc=$((S3_PORT + 7)) \
+  > "$STATE/seaweedfs.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$S3_PORT" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -sf -X PUT "http://127.0.0.1:$S3_PORT/homestation-backups" >/dev/null
+for _ in $(seq 1 300); do curl -sf -X PUT "http://127.0.0.1:$S3_PORT/homestation-backups" >/dev/null 2>&1 && break; sleep 0.1; done
 # The key-encryption key of backups, made on this machine and never committed.
 backup_key="$STATE/backup.key"
 [ -s "$backup_key" ] || (umask 077; head -c 32 /dev/urandom > "$backup_key")
@@ -202,7 +206,7 @@ HomeStation is running:
   inventory gRPC   127.0.0.1:$GRPC_PORT             (grpc.health.v1 included)
   edge-registry    http://127.0.0.1:$EDGE_PORT/v1   (OpenAPI: /v1/openapi.json); agents enrol at http://127.0.0.1:$ENROL_PORT
   backup           http://127.0.0.1:$BACKUP_PORT/v1   (OpenAPI: /v1/openapi.json; policies in .dev/backup.toml)
-  S3 (moto)        http://127.0.0.1:$S3_PORT        (in memory; bucket homestation-backups)
+  S3 (SeaweedFS)   http://127.0.0.1:$S3_PORT        (on disk in .dev/seaweedfs; bucket homestation-backups)
   secrets-rotator  http://127.0.0.1:$SECRETS_PORT/v1   (OpenAPI: /v1/openapi.json; policies in .dev/secrets-rotator.toml)
   OpenBao          http://127.0.0.1:$BAO_PORT       (dev mode, root token in .dev/openbao.token)
   health           http://127.0.0.1:$HTTP_PORT/healthz  /readyz  /metrics

