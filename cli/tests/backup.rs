@@ -1,4 +1,4 @@
-//! `homestation backup` against a running backup service (real PostgreSQL, nats-server and a moto S3).
+//! `homestation backup` against a running backup service (real PostgreSQL, nats-server and a SeaweedFS S3).
 
 use std::process::Output;
 

@@ -1,6 +1,6 @@
 //! The whole control plane on this machine, as an operator runs it: the five service binaries, each
 //! with its own config file and under a [`Supervisor`] (started again when it dies, as a kubelet would),
-//! against real PostgreSQL, nats-server, OpenBao and a moto S3 server; optionally every one exporting its
+//! against real PostgreSQL, nats-server, OpenBao and a SeaweedFS S3 server; optionally every one exporting its
 //! spans over OTLP/HTTP to one [`Receiver`] (oteltap, which prints each span and metric it gets as a JSON
 //! line). Tests run the edge agent binary against it. Nothing here is a fake except the deployer's
 //! kubeconfig, which names a Kubernetes API that is not there (no cluster runs here; the deployer only
@@ -369,7 +369,7 @@ impl Lab {
         .await;
         let s3 = testkit::s3().await;
         let client = testkit::http_client();
-        // moto creates a bucket on an unsigned PUT.
+        // SeaweedFS without S3 identities creates a bucket on an unsigned PUT.
         client
             .put(format!("{}/lab-backups", s3.endpoint))
             .send()

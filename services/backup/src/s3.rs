@@ -20,7 +20,7 @@ pub const MIN_PART_SIZE: usize = 5 << 20;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct S3Settings {
-    /// Unset for AWS; the URL of MinIO, Garage, moto… otherwise.
+    /// Unset for AWS; the URL of SeaweedFS, MinIO, Garage… otherwise.
     pub endpoint: Option<String>,
     pub region: String,
     pub access_key_id: String,

@@ -1,4 +1,4 @@
-//! The catalog on a real PostgreSQL, uploads to moto: an upload killed mid-way is never listed as good, and the
+//! The catalog on a real PostgreSQL, uploads to SeaweedFS: an upload killed mid-way is never listed as good, and the
 //! next start aborts what it left in S3.
 
 use std::io::{self, Read};

@@ -1,4 +1,4 @@
-//! A real PostgreSQL database backed up with pg_dump through the pipeline into a real S3 API (moto), verified,
+//! A real PostgreSQL database backed up with pg_dump through the pipeline into a real S3 API (SeaweedFS), verified,
 //! and restored into a new database with its rows intact.
 
 use backup::s3::{self, Destination, MIN_PART_SIZE};

@@ -1,4 +1,4 @@
-//! Sealed backups streamed into a real S3 API (moto, one server per test) as multipart uploads.
+//! Sealed backups streamed into a real S3 API (SeaweedFS, one server per test) as multipart uploads.
 
 use std::io::{self, Cursor, Read};
 use std::sync::Arc;

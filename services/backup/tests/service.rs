@@ -1,4 +1,4 @@
-//! The backup service end to end over its REST API, against real PostgreSQL, nats-server, moto (S3) and
+//! The backup service end to end over its REST API, against real PostgreSQL, nats-server, SeaweedFS (S3) and
 //! OpenBao: runs, verification, restores, drills, retries, retention, events and metrics.
 
 use reqwest::Method;

@@ -1,4 +1,4 @@
-//! A moto S3 server of the test's own with one bucket, and a key-encryption key made for the test.
+//! A SeaweedFS S3 server of the test's own with one bucket, and a key-encryption key made for the test.
 #![allow(dead_code)] // each test file uses a different part
 
 use std::sync::Arc;
@@ -44,7 +44,7 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// The backup service running against this test's PostgreSQL database, NATS namespace and moto server.
+/// The backup service running against this test's PostgreSQL database, NATS namespace and S3 server (SeaweedFS).
 pub struct TestBackup {
     pub base: String,
     pub env: testkit::TestEnv,
