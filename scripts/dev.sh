@@ -112,11 +112,11 @@ HOMESTATION_EDGE_REGISTRY__CALLOUT__ISSUER_SEED="$(cat "$nats_dir/issuer.seed")"
 pids+=($!)
 
 # S3 for backups: SeaweedFS on disk in .dev/seaweedfs (backups made here survive a restart of make dev), the
-# server the lab runs in the cluster; its other ports are S3_PORT+1… so two make devs do not collide.
+# server the lab runs in the cluster; its inner ports are S3_PORT+10001… (the services take 8080–8088).
 mkdir -p "$STATE/seaweedfs"
 "$STATE/tools/bin/weed" server -dir="$STATE/seaweedfs" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
-  -s3 -s3.port="$S3_PORT" -s3.port.grpc=$((S3_PORT + 1)) -s3.port.iceberg=0 -s3.port.lance=0 -master.port=$((S3_PORT + 2)) -master.port.grpc=$((S3_PORT + 3)) \
-  -volume.port=$((S3_PORT + 4)) -volume.port.grpc=$((S3_PORT + 5)) -filer.port=$((S3_PORT + 6)) -filer.port.grpc=$((S3_PORT + 7)) \
+  -s3 -s3.port="$S3_PORT" -s3.port.grpc=$((S3_PORT + 10001)) -s3.port.iceberg=0 -s3.port.lance=0 -master.port=$((S3_PORT + 10002)) -master.port.grpc=$((S3_PORT + 10003)) \
+  -volume.port=$((S3_PORT + 10004)) -volume.port.grpc=$((S3_PORT + 10005)) -filer.port=$((S3_PORT + 10006)) -filer.port.grpc=$((S3_PORT + 10007)) \
   > "$STATE/seaweedfs.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 300); do curl -sf -X PUT "http://127.0.0.1:$S3_PORT/homestation-backups" >/dev/null 2>&1 && break; sleep 0.1; done
