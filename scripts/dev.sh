@@ -29,7 +29,12 @@ cleanup() {
   trap - INT TERM EXIT
   echo
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # Ten seconds to drain (SeaweedFS takes about twenty to stop on its own), then KILL what is left.
+  for _ in $(seq 1 100); do
+    alive=""; for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=yes; done
+    [ -n "$alive" ] || break; sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   # Stop only the servers this run started, not ones that were already running.
   if [ -z "$before" ]; then bash scripts/services.sh down; fi
   echo "dev: stopped"
