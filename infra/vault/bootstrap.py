@@ -14,12 +14,14 @@ part written by make lab from lab.yaml) and charts/apps/*/vault/policy.hcl when 
   oidc       Vault's OIDC auth against Authelia, one role per human role: a token's `groups` claim
              picks the policy (role-admin, role-developer, role-viewer)
   nats       a password for each service's NATS user, made once (secret/homestation/nats/<service>)
+  proxy      the proxy's proof (Traefik's) and its SHA-256 apart (the services'), made once
 A second run changes nothing and says `0 change(s)`. Secrets never reach the output.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
@@ -258,6 +260,20 @@ def nats_passwords(vault: Vault, services: list[str]) -> None:
             )
 
 
+def proxy_proof(vault: Vault) -> None:
+    """The proof Traefik adds to requests that passed Authelia (homestation/proxy, key proof: Traefik's
+    only, through Vault Secrets Operator) and its SHA-256 apart (homestation/proxy-digest, key
+    proof_sha256: what the services read), made once, together."""
+    if vault.read("secret/data/homestation/proxy") is not None and vault.read("secret/data/homestation/proxy-digest") is not None:
+        return
+    proof = secrets.token_hex(32)
+    vault.change(
+        "the proxy's proof (made here, never shown)", "POST", "secret/data/homestation/proxy", {"data": {"proof": proof}}
+    )
+    digest = {"data": {"proof_sha256": hashlib.sha256(proof.encode()).hexdigest()}}
+    vault.change("the proxy proof's SHA-256", "POST", "secret/data/homestation/proxy-digest", digest)
+
+
 def policy_files(root: Path) -> dict[str, str]:
     files = {p.stem: p.read_text() for p in sorted((root / "infra" / "vault" / "policies").glob("*.hcl"))}
     files |= {p.parent.parent.name: p.read_text() for p in sorted((root / "charts" / "apps").glob("*/vault/policy.hcl"))}
@@ -279,6 +295,7 @@ def bootstrap(
     policies(vault, policy_files(root))
     kubernetes(vault, lab["kubernetesRoles"], kubernetes_ca)
     oidc(vault, lab, client_secret, jwt_keys)
+    proxy_proof(vault)
     nats_passwords(vault, [r["name"] for r in lab["kubernetesRoles"] if r["namespaces"] in (["homestation"], ["apps"])])
     return vault.changes
 

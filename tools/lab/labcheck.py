@@ -20,6 +20,8 @@ Pulumi and Vault. Each rule has a name; a failure says which rule and where:
               tools/lab/lab.py ROLES gives it
   budget      a component whose pods state no memory request and limit, or requests above the lab's
               budget (MEMORY_BUDGET_MI)
+  vault       a Vault path a pod's Vault Agent reads that the policies of its Kubernetes auth role do
+              not grant, or a role that does not admit the pod's ServiceAccount
 With --write-readme it rewrites the README's component table (make lab does).
 Upstream charts cannot be rendered here (no network): the Services they create and where their values
 put a route's host are read from the pinned charts and written below (UPSTREAM_SERVICES, UPSTREAM_HOSTS).
@@ -157,7 +159,8 @@ def collect(root: Path, tree: walk.Walk | None = None) -> View:
         apps=apps,
         pulumi_routes=[r["host"] for r in tunnels.get("homestation:routes", [])],
         vault=json.loads((root / "infra/vault/lab.json").read_text()),
-        vault_policies={p.stem: p.read_text() for p in sorted((root / "infra/vault/policies").glob("*.hcl"))},
+        vault_policies={p.stem: p.read_text() for p in sorted((root / "infra/vault/policies").glob("*.hcl"))}
+        | {p.parent.parent.name: p.read_text() for p in sorted((root / "charts/apps").glob("*/vault/policy.hcl"))},
         walk_failures=tree.failures,
     )
 
@@ -542,6 +545,59 @@ def readme_with_table(readme: str, view: View) -> str:
     return readme[:start] + readme_table(view) + readme[end:]
 
 
+# What Vault's built-in `default` policy, attached to every token, already grants.
+DEFAULT_POLICY_PATHS = {"auth/token/lookup-self", "auth/token/renew-self", "auth/token/revoke-self"}
+
+
+def granted(policies: list[str], path: str) -> bool:
+    """Whether one of these HCL policies grants `read` on `path` (Vault's globs: a trailing `*` is a
+    prefix, `+` one segment)."""
+    for text in policies:
+        for glob, caps in re.findall(r'path "([^"]+)"\s*\{[^}]*capabilities\s*=\s*\[([^\]]*)\]', text):
+            if '"read"' not in caps:
+                continue
+            pattern = "^" + re.escape(glob.rstrip("*")).replace(r"\+", "[^/]+") + (".*" if glob.endswith("*") else "") + "$"
+            if re.match(pattern, path):
+                return True
+    return False
+
+
+def check_vault_paths(view: View) -> list[str]:
+    """Every Vault path a pod's Vault Agent reads is granted by the policies of the Kubernetes auth role it
+    logs in with, and that role admits the pod's ServiceAccount and namespace (infra/vault, make lab)."""
+    roles = {r["name"]: r for r in view.vault.get("kubernetesRoles", [])}
+    problems = []
+    for app in view.apps.values():
+        for obj in app.objects:
+            template = (obj.get("spec") or {}).get("template") or {}
+            notes = (template.get("metadata") or {}).get("annotations") or {}
+            role_name = notes.get("vault.hashicorp.com/role")
+            if notes.get("vault.hashicorp.com/agent-inject") != "true" or not role_name:
+                continue
+            where = f"Application {app.name} {obj['kind']}/{obj['metadata']['name']}"
+            role = roles.get(role_name)
+            if role is None:
+                problems.append(
+                    f"vault: {where} logs in as Kubernetes auth role {role_name}, which Vault's bootstrap does not make"
+                )
+                continue
+            account = (template.get("spec") or {}).get("serviceAccountName", "default")
+            namespace = obj["metadata"].get("namespace") or app.namespace
+            if account not in role["serviceAccounts"] or namespace not in role["namespaces"]:
+                problems.append(f"vault: {where}: role {role_name} does not admit ServiceAccount {namespace}/{account}")
+            policies = [view.vault_policies.get(p, "") for p in role["policies"]]
+            paths = {v for k, v in notes.items() if k.startswith("vault.hashicorp.com/agent-inject-secret-")}
+            for k, v in notes.items():
+                if k.startswith("vault.hashicorp.com/agent-inject-template-"):
+                    paths |= set(re.findall(r'secret "([^"]+)"', v))
+            for path in sorted(paths - DEFAULT_POLICY_PATHS):
+                if not granted(policies, path):
+                    problems.append(
+                        f"vault: {where} reads {path}, which role {role_name}'s policies {role['policies']} do not grant"
+                    )
+    return problems
+
+
 RULES: dict[str, Callable[[View], list[str]]] = {
     "hosts": check_hosts,
     "services": check_services,
@@ -551,6 +607,7 @@ RULES: dict[str, Callable[[View], list[str]]] = {
     "homepage": check_homepage,
     "roles": check_roles,
     "budget": check_budget,
+    "vault": check_vault_paths,
 }
 
 

@@ -243,6 +243,14 @@ SEEDED: dict[str, tuple[Callable[[labcheck.View], None], str]] = {
         ),
         "budget: the lab requests 21.",
     ),
+    "vault: a service's policy without a path its Vault Agent reads": (
+        lambda v: v.vault_policies.update({"svc-backup": v.vault_policies["svc-backup"].replace("homestation/nats/backup", "x")}),
+        "vault: Application backup Deployment/backup reads secret/data/homestation/nats/backup, which role backup's policies",
+    ),
+    "vault: a Kubernetes auth role bound to another ServiceAccount": (
+        lambda v: v.vault["kubernetesRoles"][0].update(serviceAccounts=["someone-else"]),
+        "vault: Application inventory Deployment/inventory: role inventory does not admit ServiceAccount homestation/inventory",
+    ),
 }
 
 

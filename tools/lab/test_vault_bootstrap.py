@@ -7,6 +7,7 @@ are the ones the lab uses."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import shutil
@@ -176,6 +177,7 @@ def test_a_first_run_configures_vault_and_a_second_changes_nothing(
         "Kubernetes auth role vault-secrets-operator",
         "OIDC role developer (group developers → role-developer)",
         "NATS password of inventory",
+        "the proxy's proof",
     ):
         assert any(c.startswith(expected) for c in first), (expected, first)
 
@@ -244,3 +246,17 @@ def test_every_request_is_audited_without_its_secrets(bao: Bao, applied: tuple[l
     entries = [json.loads(line) for line in audited.splitlines() if '"type":"response"' in line]
     assert any((e.get("request") or {}).get("path") == "secret/data/dev/dev/audited" for e in entries), audited[-2000:]
     assert made not in audited and bao.root_token not in audited, "the audit device HMACs values and tokens"
+
+
+def test_the_services_read_the_proofs_digest_and_only_traefiks_operator_the_proof(
+    bao: Bao, applied: tuple[list[str], list[str], FakeProvider, str]
+) -> None:
+    root = bao.root_token
+    proof = bao.call("GET", "secret/data/homestation/proxy", root)[1]["data"]["data"]["proof"]
+    digest = bao.call("GET", "secret/data/homestation/proxy-digest", root)[1]["data"]["data"]["proof_sha256"]
+    assert digest == hashlib.sha256(proof.encode()).hexdigest()
+    # A token with a service's policy reads the digest, never the proof.
+    _, made = bao.call("POST", "auth/token/create", root, {"policies": ["svc-inventory"], "no_default_policy": True})
+    token = made["auth"]["client_token"]
+    assert bao.call("GET", "secret/data/homestation/proxy-digest", token)[0] == 200
+    assert bao.call("GET", "secret/data/homestation/proxy", token)[0] == 403

@@ -49,7 +49,7 @@ top-level keys before any table; then the chart's. */}}
 {{- if .Values.vault.tokenInConfig -}}
 vault.token = {{ "{{" }} with secret "auth/token/lookup-self" {{ "}}" }}{{ "{{" }} .Data.id | toJSON {{ "}}" }}{{ "{{" }} end {{ "}}" }}
 {{ end -}}
-auth.proxy_proof_sha256 = {{ "{{" }} with secret "secret/data/homestation/proxy" {{ "}}" }}{{ "{{" }} .Data.data.proof_sha256 | toJSON {{ "}}" }}{{ "{{" }} end {{ "}}" }}
+auth.proxy_proof_sha256 = {{ "{{" }} with secret "secret/data/homestation/proxy-digest" {{ "}}" }}{{ "{{" }} .Data.data.proof_sha256 | toJSON {{ "}}" }}{{ "{{" }} end {{ "}}" }}
 
 {{- .Values.vault.template -}}
 {{- end -}}

@@ -15,3 +15,7 @@ path "transit/decrypt/homestation-backup" {
 path "sys/storage/raft/snapshot" {
   capabilities = ["read"]
 }
+# The proxy proof's SHA-256 (never the proof): what the service checks HomeStation-Proxy-Proof against.
+path "secret/data/homestation/proxy-digest" {
+  capabilities = ["read"]
+}

@@ -5,3 +5,7 @@ path "secret/data/homestation/deployer" {
 path "secret/data/homestation/nats/deployer" {
   capabilities = ["read"]
 }
+# The proxy proof's SHA-256 (never the proof): what the service checks HomeStation-Proxy-Proof against.
+path "secret/data/homestation/proxy-digest" {
+  capabilities = ["read"]
+}

@@ -12,3 +12,7 @@ path "secret/data/homestation/nats/callout" {
 path "secret/data/homestation/k3s" {
   capabilities = ["read"]
 }
+# The proxy proof's SHA-256 (never the proof): what the service checks HomeStation-Proxy-Proof against.
+path "secret/data/homestation/proxy-digest" {
+  capabilities = ["read"]
+}

@@ -21,3 +21,7 @@ path "secret/metadata/apps/*" {
 path "database/creds/*" {
   capabilities = ["read"]
 }
+# The proxy proof's SHA-256 (never the proof): what the service checks HomeStation-Proxy-Proof against.
+path "secret/data/homestation/proxy-digest" {
+  capabilities = ["read"]
+}

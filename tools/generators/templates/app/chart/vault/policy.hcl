@@ -12,3 +12,7 @@ path "secret/metadata/apps/@@crate@@" {
 path "secret/data/homestation/nats/@@crate@@" {
   capabilities = ["read"]
 }
+# The proxy proof's SHA-256 (never the proof): what the service checks HomeStation-Proxy-Proof against.
+path "secret/data/homestation/proxy-digest" {
+  capabilities = ["read"]
+}
