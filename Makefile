@@ -5,7 +5,7 @@ export AWS_EC2_METADATA_DISABLED := true
 # The tools' Python (.venv, made by make setup) when there is one: make app runs make lab, which needs jsonschema.
 PYTHON := $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 
-.PHONY: help setup services services-down dev test lab charts-check charts-schemas argocd-tree app lib containerize infra-plan infra-apply ansible-run security lint fmt typecheck build bench bench-build bench-api bench-bus bench-edge bench-backup bench-deploy
+.PHONY: help setup services services-down dev test lab registry-robots charts-check charts-schemas argocd-tree app lib containerize infra-plan infra-apply ansible-run security lint fmt typecheck build bench bench-build bench-api bench-bus bench-edge bench-backup bench-deploy
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,9 @@ test: setup charts-check ## Run every test: charts-check, the Rust tests against
 lab: ## Write every lab-specific value (argocd/lab, argocd/services, root.yaml, Pulumi stacks, Ansible inventory, Vault role policies) from lab.yaml, and the README's component table
 	scripts/tools.sh lab write
 	scripts/tools.sh labcheck --write-readme
+
+registry-robots: ## Harbor's projects and robot accounts (nodes: pull, ci: push), each secret into Vault only: HARBOR_PASSWORD, VAULT_ADDR, VAULT_TOKEN in the environment
+	$(PYTHON) infra/harbor/robots.py
 
 charts-check: ## Lint and render every chart and scenario, check the objects (K8s 1.33, CRDs, Pod Security, checkov) and the Argo CD tree
 	scripts/tools.sh charts-check

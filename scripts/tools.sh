@@ -92,7 +92,7 @@ case "$command" in
   labcheck) exec python tools/lab/labcheck.py "$@" ;;
   # cloudcoil registers a pytest plugin that needs more than its models: plugin autoload stays off.
   test) PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 exec python -m pytest tools "$@" ;;
-  lint) ruff check tools infra/vault && exec ruff format --check tools infra/vault ;;
+  lint) ruff check tools infra/vault infra/harbor && exec ruff format --check tools infra/vault infra/harbor ;;
   typecheck) exec mypy ;;
   changed-charts)
     # pre-commit passes the changed files: check each chart they belong to (lint, render, schemas);

@@ -359,6 +359,26 @@ def services(lab: Lab) -> dict[str, dict[str, Any]]:
     return found
 
 
+def registry(lab: Lab) -> dict[str, Any]:
+    """Harbor's robot accounts (infra/harbor/robots.py): the nodes' containerd pulls, CI pushes; each
+    robot's secret is made by that script and kept in Vault, never shown."""
+    projects = ["homestation", "apps"]
+    return {
+        "url": url(lab, "harbor"),
+        "projects": projects,
+        "robots": [
+            {"name": "nodes", "description": "containerd on every node: pull", "projects": projects, "actions": ["pull"]},
+            {
+                "name": "ci",
+                "description": "CI and make containerize: push and pull",
+                "projects": projects,
+                "actions": ["pull", "push"],
+            },
+        ],
+        "vaultPath": "platform/harbor-robots",
+    }
+
+
 def kubernetes_roles(lab: Lab) -> list[dict[str, Any]]:
     """Who logs in to Vault with a Kubernetes ServiceAccount, and the policy each gets
     (infra/vault/policies/<policy>.hcl; an app's is charts/apps/<app>/vault/policy.hcl)."""
@@ -462,6 +482,7 @@ def infra(lab: Lab) -> dict[str, str]:
             "k3s_version": lab["k3s"],
             "tailnet_domain": lab["tailnet"]["domain"],
             "vault_address": url(lab, "vault"),
+            "harbor_host": host(lab, "harbor"),
             # kube-apiserver trusts Authelia's tokens: the groups claim is the Kubernetes group
             # (developers edit the dev namespaces).
             "k3s_oidc_issuer_url": url(lab, "auth"),
@@ -486,6 +507,7 @@ def infra(lab: Lab) -> dict[str, str]:
                 "devNamespaces": list(lab["devNamespaces"]),
                 "domain": lab["domain"],
                 "kubernetesRoles": kubernetes_roles(lab),
+                "registry": registry(lab),
             },
             indent=2,
         )
