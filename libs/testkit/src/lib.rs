@@ -406,3 +406,20 @@ impl Binary {
         let _ = self.child.wait();
     }
 }
+
+/// A document the code generates, held to the copy committed at `<crate_dir>/<file>`, so a change
+/// shows in review and checkers can read it. `UPDATE_GENERATED=1` rewrites the copy instead.
+pub fn assert_committed_json(crate_dir: &str, file: &str, generated: &serde_json::Value) {
+    let path = std::path::Path::new(crate_dir).join(file);
+    let text = serde_json::to_string_pretty(generated).expect("JSON") + "\n";
+    if std::env::var_os("UPDATE_GENERATED").is_some() {
+        std::fs::write(&path, &text).expect("the committed copy is writable");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == text,
+        "{} differs from what the code generates: run `UPDATE_GENERATED=1 cargo nextest run --workspace --test openapi`",
+        path.display()
+    );
+}

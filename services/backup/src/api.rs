@@ -43,6 +43,12 @@ pub fn public_router() -> Router {
     )
 }
 
+/// The OpenAPI document this service serves on `/v1/openapi.json` (committed as `openapi.json` beside
+/// the crate, validated by `make test`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -184,6 +190,7 @@ async fn start_run(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only this policy's.

@@ -54,6 +54,12 @@ pub fn public_router(state: AppState) -> Router {
         )
 }
 
+/// The OpenAPI document this service serves on `/v1/openapi.json` (committed as `openapi.json` beside
+/// the crate, validated by `make test`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -230,6 +236,7 @@ pub struct Deployment {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentsQuery {
     pub app: Option<String>,

@@ -77,6 +77,12 @@ pub fn enrol_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The OpenAPI document this service serves on `/v1/openapi.json` (committed as `openapi.json` beside
+/// the crate, validated by `make test`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(

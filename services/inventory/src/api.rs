@@ -54,6 +54,12 @@ pub fn public_router() -> Router {
     )
 }
 
+/// The OpenAPI document this service serves on `/v1/openapi.json` (committed as `openapi.json` beside
+/// the crate, validated by `make test`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "HomeStation inventory", description = "The system of record of the lab: nodes, services, health and the unified view."),
@@ -87,6 +93,7 @@ impl utoipa::Modify for Security {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NodeFilter {
     kind: Option<NodeKind>,
@@ -177,6 +184,7 @@ async fn delete_node(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryParams {
     /// At most this many changes, newest first (default 50, at most 1000).
@@ -202,6 +210,7 @@ async fn node_history(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceFilter {
     namespace: Option<String>,

@@ -32,6 +32,12 @@ pub fn public_router() -> Router {
     )
 }
 
+/// The OpenAPI document this service serves on `/v1/openapi.json` (committed as `openapi.json` beside
+/// the crate, validated by `make test`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -109,6 +115,7 @@ async fn rotate(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     pub path: Option<String>,
