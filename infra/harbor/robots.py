@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "vault"))
+from bootstrap import Vault, VaultError  # noqa: E402  (Vault's client, written once: infra/vault/bootstrap.py)
 
 
 class ApiError(Exception):
@@ -54,10 +56,13 @@ def call(base: str, method: str, path: str, headers: dict[str, str], body: Any =
 class Robots:
     def __init__(self, harbor: str, user: str, password: str, vault: str, token: str, dry_run: bool = False) -> None:
         basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-        self.harbor = (harbor.rstrip("/") + "/api/v2.0", {"Authorization": f"Basic {basic}"})
-        self.vault = (vault.rstrip("/") + "/v1/", {"X-Vault-Token": token})
+        self.api, self.auth = harbor.rstrip("/") + "/api/v2.0", {"Authorization": f"Basic {basic}"}
+        self.vault = Vault(vault, token)
         self.dry_run = dry_run
         self.changes: list[str] = []
+
+    def harbor(self, method: str, path: str, body: Any = None) -> Any:
+        return call(self.api, method, path, self.auth, body)
 
     def change(self, what: str) -> bool:
         self.changes.append(what)
@@ -65,18 +70,14 @@ class Robots:
         return not self.dry_run
 
     def project(self, name: str) -> None:
-        found = call(self.harbor[0], "GET", f"/projects?name={urllib.parse.quote(name)}", self.harbor[1]) or []
+        found = self.harbor("GET", f"/projects?name={urllib.parse.quote(name)}") or []
         if not any(p.get("name") == name for p in found) and self.change(f"project {name} (private)"):
-            call(self.harbor[0], "POST", "/projects", self.harbor[1], {"project_name": name, "metadata": {"public": "false"}})
+            self.harbor("POST", "/projects", {"project_name": name, "metadata": {"public": "false"}})
 
     def robot(self, spec: dict[str, Any], vault_path: str) -> None:
         query = urllib.parse.quote(f"name={spec['name']}")
-        found = [
-            r
-            for r in call(self.harbor[0], "GET", f"/robots?q={query}", self.harbor[1]) or []
-            if r.get("name", "").endswith(f"${spec['name']}")
-        ]
-        kept = call(self.vault[0], "GET", f"secret/data/{vault_path}/{spec['name']}", self.vault[1])
+        found = [r for r in self.harbor("GET", f"/robots?q={query}") or [] if r.get("name", "").endswith(f"${spec['name']}")]
+        kept = self.vault.read(f"secret/data/{vault_path}/{spec['name']}")
         if found and kept is not None:
             return
         secret = secrets.token_urlsafe(24) + "A1"  # Harbor wants upper, lower and a digit
@@ -98,15 +99,15 @@ class Robots:
             }
             if not self.change(f"robot {spec['name']} ({', '.join(spec['actions'])} on {', '.join(spec['projects'])})"):
                 return
-            made = call(self.harbor[0], "POST", "/robots", self.harbor[1], body) or {}
+            made = self.harbor("POST", "/robots", body) or {}
             username = made.get("name", f"robot${spec['name']}")
         else:
             if not self.change(f"robot {spec['name']}: a new secret (Vault had none)"):
                 return
-            call(self.harbor[0], "PATCH", f"/robots/{found[0]['id']}", self.harbor[1], {"secret": secret})
+            self.harbor("PATCH", f"/robots/{found[0]['id']}", {"secret": secret})
             username = found[0]["name"]
         stored = {"data": {"username": username, "password": secret}}
-        call(self.vault[0], "POST", f"secret/data/{vault_path}/{spec['name']}", self.vault[1], stored)
+        self.vault.call("POST", f"secret/data/{vault_path}/{spec['name']}", stored)
 
 
 def apply(robots: Robots, lab: dict[str, Any]) -> list[str]:
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         changes = apply(robots, lab)
-    except (ApiError, KeyError) as e:
+    except (ApiError, VaultError, KeyError) as e:
         print(f"robots: {e}", file=sys.stderr)
         return 1
     print(f"robots: {len(changes)} change(s){' (dry run)' if args.dry_run else ''}", flush=True)

@@ -356,8 +356,8 @@ def check_lab(root: Path, tree: walk.Walk, report: Report) -> None:
         text = readme.read_text()
         if labcheck.readme_with_table(text, view) != text:
             report.fail("README.md", "the component table differs from what the tree deploys (make lab rewrites it)")
-    requested = sum(labcheck.memory(a)[0] for a in view.apps.values() if labcheck.has_pods(a))
-    limited = sum(labcheck.memory(a)[1] for a in view.apps.values() if labcheck.has_pods(a))
+    sizes = [labcheck.memory(a) for a in view.apps.values() if labcheck.has_pods(a)]
+    requested, limited = sum(s[0] for s in sizes), sum(s[1] for s in sizes)
     say(
         f"memory: the lab requests {requested / 1024:.1f} GiB (limits {limited / 1024:.1f} GiB) "
         f"of a {labcheck.MEMORY_BUDGET_MI / 1024:.0f} GiB budget"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import chartcheck
+import lab  # tools/lab, on the path once chartcheck is imported
 
 SERVICE_CHARTS = ["backup", "deployer", "edge-registry", "inventory", "secrets-rotator"]
 
@@ -18,7 +19,7 @@ def repo(tmp_path: Path) -> Path:
     shutil.copytree(chartcheck.ROOT / "charts", tmp_path / "charts", ignore=shutil.ignore_patterns("charts", "Chart.lock"))
     for folder in ("e2e", "argocd", "dashboards", "infra/vault", "infra/ansible/inventory"):
         shutil.copytree(chartcheck.ROOT / folder, tmp_path / folder)
-    for file in ("lab.yaml", "lab.schema.json", "infra/pulumi/Pulumi.tunnels.yaml", "infra/pulumi/Pulumi.tailnet.yaml"):
+    for file in lab.READS:
         (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(chartcheck.ROOT / file, tmp_path / file)
     return tmp_path

@@ -139,11 +139,13 @@ def values_files(walk: Walk, where: str, source: dict[str, Any]) -> list[Path]:
     return files
 
 
-def render_source(walk: Walk, where: str, app: dict[str, Any], source: dict[str, Any]) -> list[dict[str, Any]] | None:
+def render_source(
+    walk: Walk, where: str, app: dict[str, Any], source: dict[str, Any], files: list[Path]
+) -> list[dict[str, Any]] | None:
     path = walk.root / source["path"]
     namespace = app["spec"]["destination"]["namespace"]
     if (path / "Chart.yaml").exists():
-        extra = [a for f in values_files(walk, where, source) for a in ("-f", str(f))]
+        extra = [a for f in files for a in ("-f", str(f))]
         if yaml.safe_load((path / "Chart.yaml").read_text()).get("dependencies"):
             helm("dependency", "build", str(path))
         release = (source.get("helm") or {}).get("releaseName") or app["metadata"]["name"]
@@ -196,9 +198,9 @@ def visit(walk: Walk, app: dict[str, Any], projects: dict[str, dict[str, Any]], 
     if source["repoURL"] != repo:
         walk.fail(where, f"source {source['repoURL']} is neither this repository ({repo}) nor a chart")
         return []
-    objects = render_source(walk, where, app, source) or []
-    own_values = [walk.root / v.removeprefix("$values/") for v in (source.get("helm") or {}).get("valueFiles") or []]
-    walk.visited.append(Visited(name, namespace, "", [v for v in own_values if v.exists()], objects))
+    files = values_files(walk, where, source)
+    objects = render_source(walk, where, app, source, files) or []
+    walk.visited.append(Visited(name, namespace, "", files, objects))
     kinds = Counter(o.get("kind") for o in objects)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "nothing"
     walk.lines.append(f"{indent}[wave {wave:>2}] {name} → {namespace}: {source['path']} renders {summary}")

@@ -198,14 +198,12 @@ def grafana(lab: Lab) -> dict[str, Any]:
     }
 
 
-UNSEALER_PORT = 8210  # infra/ansible/roles/vault_unsealer: vault_unsealer_listen
-UNSEAL_KEY = "homestation-unseal"  # …: vault_unsealer_transit_key
-
-
 def vault_config(lab: Lab) -> str:
     """The cluster Vault's server configuration. Its seal is the unsealer on the control node, reached by
     the node's name (K3s's CoreDNS answers node names with their tailnet address)."""
     control = next(h["name"] for h in lab["hosts"] if h["kind"] == "control")
+    port = str(lab["unsealer"]["vault_unsealer_listen"]).rpartition(":")[2]
+    key = lab["unsealer"]["vault_unsealer_transit_key"]
     return f"""ui = true
 listener "tcp" {{
   address = "[::]:8200"
@@ -220,8 +218,8 @@ storage "raft" {{
 }}
 # Transit auto-unseal; the token is VAULT_TOKEN, from the Secret vault-unseal.
 seal "transit" {{
-  address = "http://{control}:{UNSEALER_PORT}"
-  key_name = "{UNSEAL_KEY}"
+  address = "http://{control}:{port}"
+  key_name = "{key}"
   mount_path = "transit/"
 }}
 service_registration "kubernetes" {{}}

@@ -25,7 +25,7 @@ def copy_repo(target: Path) -> Path:
     """What the lab reads and make lab writes, and the charts the tree renders."""
     for folder in ("argocd", "charts", "dashboards", "infra/vault", "infra/ansible/inventory"):
         shutil.copytree(ROOT / folder, target / folder, ignore=shutil.ignore_patterns("charts", "Chart.lock", "node_modules"))
-    for file in ("lab.yaml", "lab.schema.json", "infra/pulumi/Pulumi.tunnels.yaml", "infra/pulumi/Pulumi.tailnet.yaml"):
+    for file in lab.READS:
         (target / file).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / file, target / file)
     return target

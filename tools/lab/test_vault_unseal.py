@@ -13,7 +13,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -25,15 +24,10 @@ import jinja2
 import pytest
 import yaml
 
+from openbao import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "infra" / "ansible" / "roles" / "vault_unsealer"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def health(address: str) -> int:
