@@ -26,8 +26,9 @@ for t in $targets; do
     tailnet) [ -n "${TAILSCALE_API_KEY:-}${TAILSCALE_OAUTH_CLIENT_ID:-}" ] || die "TAILSCALE_API_KEY (or TAILSCALE_OAUTH_CLIENT_ID/SECRET) is not set: the tailnet stack edits the tailnet's ACL" ;;
   esac
 done
+# The stacks' Node packages (the pnpm workspace), installed when missing.
+"$ROOT/scripts/tools.sh" run true
 cd "$ROOT/infra/pulumi"
-[ -d node_modules ] || npm ci --silent --no-audit --no-fund
 for t in $targets; do
   pulumi stack select "$t" >/dev/null 2>&1 || die "no Pulumi stack $t here yet: pulumi login, then pulumi stack init $t (in infra/pulumi), and set its secrets (see Pulumi.$t.yaml)"
 done

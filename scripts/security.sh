@@ -31,7 +31,7 @@ else
 fi
 
 say "detect-secrets over every tracked file"
-git ls-files -z | grep -zvE '(^|/)(node_modules|target)/|uv\.lock$|package-lock\.json$|Cargo\.lock$|^\.secrets\.baseline$' |
+git ls-files -z | grep -zvE '(^|/)(node_modules|target)/|uv\.lock$|pnpm-lock\.yaml$|Cargo\.lock$|^\.secrets\.baseline$' |
   xargs -0 scripts/tools.sh run detect-secrets-hook --baseline .secrets.baseline \
     --exclude-lines '(?i)(existing[a-z]*secret|secretname|secretkeyref|secretref|secretpath|token_path|\.data\.data\.)'
 echo "no credential found beyond the audited baseline" >&2

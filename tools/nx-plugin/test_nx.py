@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def nx(*args: str) -> str:
     env = {**os.environ, "NX_DAEMON": "false", "NX_NO_CLOUD": "true"}
-    result = subprocess.run(["npx", "--no-install", "nx", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    result = subprocess.run([str(ROOT / "node_modules/.bin/nx"), *args], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
