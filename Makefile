@@ -21,7 +21,7 @@ services: ## Start PostgreSQL and nats-server with JetStream if they are not run
 services-down: ## Stop the servers `make services` started (not ones already running)
 	@scripts/services.sh down
 
-dev: ## Run the control plane (inventory, edge-registry, backup, secrets-rotator) against local servers, traces to an OTLP receiver; Ctrl-C stops all it started
+dev: ## Run the control plane (inventory, edge-registry, backup, secrets-rotator, deployer) against local servers, traces to an OTLP receiver; Ctrl-C stops all it started
 	@scripts/dev.sh
 
 test: setup charts-check ## Run every test: charts-check, the Rust tests against real servers (the end-to-end lab included), the tools' tests (make app, promtool rules, dashboards), the Pulumi stacks' tests

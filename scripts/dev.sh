@@ -12,6 +12,7 @@ BAO_PORT="${HOMESTATION_DEV_BAO_PORT:-8200}"
 BACKUP_PORT="${HOMESTATION_DEV_BACKUP_PORT:-8083}"
 S3_PORT="${HOMESTATION_DEV_S3_PORT:-8084}"
 SECRETS_PORT="${HOMESTATION_DEV_SECRETS_PORT:-8085}"
+DEPLOY_PORT="${HOMESTATION_DEV_DEPLOY_PORT:-8086}"
 OTLP_PORT="${HOMESTATION_DEV_OTLP_PORT:-4318}"
 NATS_PORT="${HOMESTATION_DEV_NATS_PORT:-4223}"
 DATABASE="${HOMESTATION_DEV_DATABASE:-homestation}"
@@ -42,9 +43,9 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 echo "dev: building (the first build takes a few minutes)"
-cargo build --quiet --bin inventory --bin edge-registry --bin backup --bin secrets-rotator --bin homestation --bin homestation-edge-agent
+cargo build --quiet --bin inventory --bin edge-registry --bin backup --bin secrets-rotator --bin deployer --bin homestation --bin homestation-edge-agent
 
-for db in "$DATABASE" "$EDGE_DATABASE" backup secrets_rotator; do
+for db in "$DATABASE" "$EDGE_DATABASE" backup secrets_rotator deployer; do
   psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
     || psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db" >/dev/null
 done
@@ -67,7 +68,7 @@ issuer=$(./target/debug/homestation bus issuer --seed-file "$nats_dir/issuer.see
 pids+=($!)
 for _ in $(seq 1 100); do (echo > "/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.1; done
 # Each service's bus settings: HOMESTATION_<SERVICE>__NATS__URL and __PASSWORD (the user is its name).
-for service in inventory edge-registry backup secrets-rotator; do
+for service in inventory edge-registry backup secrets-rotator deployer; do
   prefix="HOMESTATION_$(printf '%s' "$service" | tr 'a-z-' 'A-Z_')__NATS__"
   export "${prefix}URL=nats://127.0.0.1:$NATS_PORT"
   export "${prefix}PASSWORD=$(cat "$nats_dir/passwords/$service")"
@@ -194,7 +195,29 @@ TOML
 HOMESTATION_CONFIG_FILE="$STATE/secrets-rotator.toml" ./target/debug/secrets-rotator 2> >(tee -a "$STATE/secrets-rotator.log" >&2) &
 pids+=($!)
 
-for port in "$HTTP_PORT" "$EDGE_PORT" "$BACKUP_PORT" "$SECRETS_PORT"; do
+# deployer: deployments, their history and syncs. It does not watch Applications (no Argo CD here); a sync
+# goes to the cluster KUBECONFIG names, and without one to a kubeconfig on paper that names none.
+kubeconfig="${KUBECONFIG:-}"
+if [ -z "$kubeconfig" ]; then
+  kubeconfig="$STATE/deployer.kubeconfig"
+  cat > "$kubeconfig" <<YAML
+apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: none, context: {cluster: none, user: none}}]
+current-context: none
+users: [{name: none, user: {}}]
+YAML
+fi
+KUBECONFIG="$kubeconfig" \
+HOMESTATION_DEPLOYER__WATCH=false \
+HOMESTATION_DEPLOYER__HTTP__PORT="$DEPLOY_PORT" \
+HOMESTATION_DEPLOYER__DATABASE__URL="postgres://postgres@127.0.0.1:5432/deployer" \
+HOMESTATION_DEPLOYER__AUTH__SERVICE_TOKENS="$HOMESTATION_INVENTORY__AUTH__SERVICE_TOKENS" \
+  ./target/debug/deployer 2> >(tee -a "$STATE/deployer.log" >&2) &
+pids+=($!)
+
+for port in "$HTTP_PORT" "$EDGE_PORT" "$BACKUP_PORT" "$SECRETS_PORT" "$DEPLOY_PORT"; do
   for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
     for pid in "${pids[@]}"; do
@@ -213,6 +236,7 @@ HomeStation is running:
   backup           http://127.0.0.1:$BACKUP_PORT/v1   (OpenAPI: /v1/openapi.json; policies in .dev/backup.toml)
   S3 (SeaweedFS)   http://127.0.0.1:$S3_PORT        (on disk in .dev/seaweedfs; bucket homestation-backups)
   secrets-rotator  http://127.0.0.1:$SECRETS_PORT/v1   (OpenAPI: /v1/openapi.json; policies in .dev/secrets-rotator.toml)
+  deployer         http://127.0.0.1:$DEPLOY_PORT/v1   (OpenAPI: /v1/openapi.json; does not watch: no Argo CD here)
   OpenBao          http://127.0.0.1:$BAO_PORT       (dev mode, root token in .dev/openbao.token)
   health           http://127.0.0.1:$HTTP_PORT/healthz  /readyz  /metrics
   PostgreSQL       postgres://postgres@127.0.0.1:5432/$DATABASE
@@ -220,14 +244,15 @@ HomeStation is running:
                    .dev/nats-dev/passwords; an enrolled agent gets its own credential from edge-registry)
   traces           OTLP/HTTP http://127.0.0.1:$OTLP_PORT (oteltap) → .dev/traces.ndjson, one span a line;
                    the recent traces: scripts/tools.sh trace    one as a tree across services: scripts/tools.sh trace <trace_id>
-  logs             .dev/inventory.log, .dev/edge-registry.log, .dev/backup.log, .dev/secrets-rotator.log, .dev/openbao.log,
-                   .dev/nats-dev.log
+  logs             .dev/inventory.log, .dev/edge-registry.log, .dev/backup.log, .dev/secrets-rotator.log, .dev/deployer.log,
+                   .dev/openbao.log, .dev/nats-dev.log
 
 In another shell:
   export PATH="$ROOT/target/debug:\$PATH" HOMESTATION_TOKEN_FILE="$token_file"
   homestation status
   homestation backup run inventory-db && homestation backup drills --run inventory-db
   homestation secrets rotate homestation/demo/api && homestation secrets history
+  homestation deploy status
   homestation edge token create --ttl 1h        # then enrol a simulated Jetson (recorded AGX Orin facts):
   HOMESTATION_JOIN_TOKEN=<token> homestation-edge-agent --registry http://127.0.0.1:$ENROL_PORT \\
     --recorded edge-agent/tests/fixtures/agx-orin-jp6 --root .dev/edge-root --state-dir .dev/edge-root/state

@@ -294,9 +294,70 @@ pub struct Service {
     /// The URL of its database (each service has one of its own).
     pub database: String,
     pub supervisor: Supervisor,
+    /// How it is started, without its port (a retry picks another).
+    launch: Launch,
 }
 
 impl Service {
+    /// Starts `name` under its supervisor on a free port (given through `HOMESTATION_<NAME>__HTTP__PORT`).
+    fn start(name: &'static str, launch: Launch, database: String) -> Self {
+        let port = free_port();
+        let mut launch_on_port = launch.clone();
+        launch_on_port.env.push((
+            format!(
+                "HOMESTATION_{}__HTTP__PORT",
+                name.to_uppercase().replace('-', "_")
+            ),
+            port.to_string(),
+        ));
+        Self {
+            name,
+            base: format!("http://127.0.0.1:{port}"),
+            log: launch.log.clone(),
+            database,
+            supervisor: Supervisor::start(launch_on_port),
+            launch,
+        }
+    }
+
+    /// Waits until the service is ready. [`free_port`] releases the port it found, so a test running
+    /// beside this one may bind it first: a service whose log says its address is in use is started
+    /// again on another port (up to three times). Anything else panics after a minute with its log.
+    async fn settle(&mut self, client: &reqwest::Client) {
+        for _ in 0..3 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
+                    && r.status().is_success()
+                {
+                    return;
+                }
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                if log.contains("Address already in use") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
+            eprintln!(
+                "{}: {} was taken; starting it on another port",
+                self.name, self.base
+            );
+            self.supervisor.stop();
+            // The next try reads only its own log.
+            let _ = std::fs::remove_file(&self.log);
+            *self = Self::start(self.name, self.launch.clone(), self.database.clone());
+        }
+        panic!(
+            "{} ({}) was not ready within a minute; its log:\n{}",
+            self.name,
+            self.base,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
     /// SIGTERM: the service drains and flushes its spans, then must exit 0.
     pub fn stop(&mut self) {
         let status = self.supervisor.stop();
@@ -322,7 +383,7 @@ pub struct Lab {
     pub s3: S3Server,
     pub services: Vec<Service>,
     pub client: reqwest::Client,
-    /// The folder the backup policy `lab-files` backs up.
+    /// The folder the backup policy `lab-files` backs up (the policy `gone` backs up one that is not there).
     pub data: PathBuf,
 }
 
@@ -440,12 +501,14 @@ impl Lab {
                      [s3]\nendpoint = \"{s3}\"\naccess_key_id = \"test-made-up\"\nsecret_access_key = \"test-made-up-too\"\n\
                      [encryption]\nkey_file = \"{key}\"\n\
                      [[policies]]\nname = \"lab-files\"\nretries = 0\n[policies.source]\nkind = \"folder\"\npath = \"{data}\"\n\
-                     [policies.drill]\nschedule = \"@weekly\"\nchecks = [{{ kind = \"files\", paths = [\"notes.txt\"] }}]\n",
+                     [policies.drill]\nschedule = \"@weekly\"\nchecks = [{{ kind = \"files\", paths = [\"notes.txt\"] }}]\n\
+                     [[policies]]\nname = \"gone\"\nretries = 0\n[policies.source]\nkind = \"folder\"\npath = \"{gone}\"\n",
                     scratch = dir.join("scratch").display(),
                     common = common("backup", &db[2]),
                     s3 = s3.endpoint,
                     key = key.display(),
                     data = data.display(),
+                    gone = dir.join("not-there").display(),
                 ),
             ),
             (
@@ -467,18 +530,10 @@ impl Lab {
             let path = dir.join(format!("{name}.toml"));
             std::fs::write(&path, config).expect("config file");
             let log = dir.join(format!("{name}.log"));
-            let port = free_port();
             let mut env = vec![
                 (
                     "HOMESTATION_CONFIG_FILE".to_owned(),
                     path.display().to_string(),
-                ),
-                (
-                    format!(
-                        "HOMESTATION_{}__HTTP__PORT",
-                        name.to_uppercase().replace('-', "_")
-                    ),
-                    port.to_string(),
                 ),
                 ("HOMESTATION_LOG_FORMAT".to_owned(), "json".to_owned()),
                 ("KUBECONFIG".to_owned(), kubeconfig.display().to_string()),
@@ -496,16 +551,10 @@ impl Lab {
                 env,
                 log: log.clone(),
             };
-            services.push(Service {
-                name,
-                base: format!("http://127.0.0.1:{port}"),
-                log,
-                database,
-                supervisor: Supervisor::start(launch),
-            });
+            services.push(Service::start(name, launch, database));
         }
-        for service in &services {
-            ready(&client, &service.base).await;
+        for service in &mut services {
+            service.settle(&client).await;
         }
         Self {
             dir,

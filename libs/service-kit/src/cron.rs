@@ -1,24 +1,28 @@
 //! Cron schedules, the five fields everybody knows (`minute hour day-of-month month day-of-week`, in UTC),
-//! with `*`, lists, ranges, steps and the `@hourly`, `@daily`, `@weekly`, `@monthly` shorthands.
-//! As in Vixie cron, when both day fields are restricted a day matching either one runs.
+//! with `*`, lists, ranges, steps, names (`mon`, `jan`) and the `@hourly`, `@daily`, `@weekly`, `@monthly`
+//! shorthands, parsed and evaluated by croner. As in Vixie cron, when both day fields are restricted a day
+//! matching either one runs (croner's default). An error names the field that is wrong.
 
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, Duration, DurationRound, Timelike, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Schedule {
     text: String,
-    minutes: u64,
-    hours: u64,
-    days: u64,
-    months: u64,
-    weekdays: u64,
-    /// Whether the day-of-month and day-of-week fields were `*` (then only the other one restricts).
-    any_day: bool,
-    any_weekday: bool,
+    cron: Cron,
 }
+
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Schedule {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -29,6 +33,7 @@ pub struct CronError {
     reason: String,
 }
 
+/// Each field's name and the numbers it takes (Sunday is 0 and 7).
 const FIELDS: [(&str, u32, u32); 5] = [
     ("minute", 0, 59),
     ("hour", 0, 23),
@@ -37,80 +42,62 @@ const FIELDS: [(&str, u32, u32); 5] = [
     ("day of week", 0, 7),
 ];
 
-fn field(text: &str, name: &str, min: u32, max: u32) -> Result<u64, String> {
-    let mut bits = 0u64;
-    for part in text.split(',') {
-        let (range, step) = match part.split_once('/') {
-            Some((range, step)) => {
-                let step: u32 = step
-                    .parse()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| format!("{name}: step {step:?} is not a positive number"))?;
-                (range, step)
-            }
-            None => (part, 1),
+fn parser() -> CronParser {
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+}
+
+/// Which field makes `fields` (five of them) fail, and how: each is tried alone, the others `*`.
+fn bad_field(fields: &[&str]) -> Option<String> {
+    FIELDS.iter().enumerate().find_map(|(i, (name, min, max))| {
+        let mut alone = ["*"; 5];
+        alone[i] = fields[i];
+        let why = parser().parse(&alone.join(" ")).err()?;
+        let value = fields[i];
+        // croner says what is wrong in its words; a few cases get plainer ones.
+        let reason = if value.contains("/0") {
+            "the step must be a positive number".to_owned()
+        } else if value.split([',', '/']).any(|part| {
+            part.split_once('-').is_some_and(|(a, b)| {
+                matches!((a.parse::<u32>(), b.parse::<u32>()), (Ok(a), Ok(b)) if a > b)
+            })
+        }) {
+            "the range runs backwards".to_owned()
+        } else if matches!(&why, croner::errors::CronError::ComponentError(m) if m.contains("out of bounds")) {
+            format!("each number must be from {min} to {max}")
+        } else {
+            why.to_string()
         };
-        let number = |n: &str| -> Result<u32, String> {
-            n.parse::<u32>()
-                .ok()
-                .filter(|v| (min..=max).contains(v))
-                .ok_or_else(|| format!("{name}: {n:?} is not a number from {min} to {max}"))
-        };
-        let (from, to) = match range {
-            "*" => (min, max),
-            _ => match range.split_once('-') {
-                Some((a, b)) => (number(a)?, number(b)?),
-                None if step > 1 => (number(range)?, max),
-                None => (number(range)?, number(range)?),
-            },
-        };
-        if from > to {
-            return Err(format!("{name}: range {range:?} runs backwards"));
-        }
-        for v in (from..=to).step_by(step as usize) {
-            bits |= 1 << v;
-        }
-    }
-    Ok(bits)
+        Some(format!("{name}: {value:?}: {reason}"))
+    })
 }
 
 impl FromStr for Schedule {
     type Err = CronError;
 
     fn from_str(text: &str) -> Result<Self, CronError> {
+        let text = text.trim();
         let error = |reason: String| CronError {
             schedule: text.to_owned(),
             reason,
         };
-        let expanded = match text.trim() {
-            "@hourly" => "0 * * * *",
-            "@daily" | "@midnight" => "0 0 * * *",
-            "@weekly" => "0 0 * * 0",
-            "@monthly" => "0 0 1 * *",
-            other => other,
-        };
-        let parts: Vec<&str> = expanded.split_whitespace().collect();
-        if parts.len() != 5 {
-            return Err(error(format!("{} fields", parts.len())));
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        if !text.starts_with('@') && fields.len() != 5 {
+            return Err(error(format!("{} fields", fields.len())));
         }
-        let mut bits = [0u64; 5];
-        for (i, (name, min, max)) in FIELDS.iter().enumerate() {
-            bits[i] = field(parts[i], name, *min, *max).map_err(error)?;
-        }
-        // Sunday is 0 and 7.
-        if bits[4] & (1 << 7) != 0 {
-            bits[4] |= 1;
-        }
+        let cron = parser().parse(text).map_err(|e| {
+            error(
+                (fields.len() == 5)
+                    .then(|| bad_field(&fields))
+                    .flatten()
+                    .unwrap_or_else(|| e.to_string()),
+            )
+        })?;
         Ok(Self {
-            text: text.trim().to_owned(),
-            minutes: bits[0],
-            hours: bits[1],
-            days: bits[2],
-            months: bits[3],
-            weekdays: bits[4],
-            any_day: parts[2] == "*",
-            any_weekday: parts[4] == "*",
+            text: text.to_owned(),
+            cron,
         })
     }
 }
@@ -122,36 +109,12 @@ impl fmt::Display for Schedule {
 }
 
 impl Schedule {
-    fn day_matches(&self, t: &DateTime<Utc>) -> bool {
-        let day = self.days & (1 << t.day()) != 0;
-        let weekday = self.weekdays & (1 << t.weekday().num_days_from_sunday()) != 0;
-        match (self.any_day, self.any_weekday) {
-            (false, false) => day || weekday,
-            _ => day && weekday,
-        }
-    }
-
     /// The first minute strictly after `after` that the schedule names; None if there is none in five years
     /// (a schedule such as `0 0 31 2 *`).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut t = after.duration_trunc(Duration::minutes(1)).ok()? + Duration::minutes(1);
-        let limit = after + Duration::days(5 * 366);
-        while t < limit {
-            if self.months & (1 << t.month()) == 0 || !self.day_matches(&t) {
-                t = (t + Duration::days(1))
-                    .duration_trunc(Duration::days(1))
-                    .ok()?;
-            } else if self.hours & (1 << t.hour()) == 0 {
-                t = (t + Duration::hours(1))
-                    .duration_trunc(Duration::hours(1))
-                    .ok()?;
-            } else if self.minutes & (1 << t.minute()) == 0 {
-                t += Duration::minutes(1);
-            } else {
-                return Some(t);
-            }
-        }
-        None
+        let start = after.duration_trunc(Duration::minutes(1)).ok()?;
+        let next = self.cron.find_next_occurrence(&start, false).ok()?;
+        (next < after + Duration::days(5 * 366)).then_some(next)
     }
 }
 
@@ -232,6 +195,10 @@ mod tests {
             "2026-11-29T03:00:00+00:00"
         );
         assert_eq!(
+            next("0 3 * * sun", "2026-11-26T00:00:00Z"),
+            "2026-11-29T03:00:00+00:00"
+        );
+        assert_eq!(
             next("@monthly", "2026-12-31T23:59:00Z"),
             "2027-01-01T00:00:00+00:00"
         );
@@ -268,7 +235,8 @@ mod tests {
             ("0 0 0 * *", "day of month"),
             ("*/0 * * * *", "step"),
             ("0 5-2 * * *", "backwards"),
-            ("0 0 * * mon", "day of week"),
+            ("0 0 * * 8", "day of week"),
+            ("0 0 * * funday", "day of week"),
         ] {
             let e = schedule.parse::<Schedule>().unwrap_err().to_string();
             assert!(e.contains(says), "{schedule}: {e}");
