@@ -11,8 +11,8 @@ use std::time::Duration;
 use bus::{Event, Namespace, NodeHeartbeat, Publisher};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use runtime::Shutdown;
 use serde::{Deserialize, Serialize};
-use service_kit::Shutdown;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
@@ -243,7 +243,7 @@ pub struct Enrolment<'a> {
 /// Sends the enrolment, retrying with backoff while the registry is unreachable or failing (5xx);
 /// a refusal (4xx) is final. The request carries the current trace context.
 pub async fn enroll(e: &Enrolment<'_>) -> Result<Enrolled> {
-    service_kit::install_crypto_provider();
+    runtime::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -424,7 +424,7 @@ pub async fn send_heartbeats(
         state.nats_password.clone(),
     )
     .name("homestation-edge-agent")
-    .custom_inbox_prefix(service_kit::NatsSettings::inbox_prefix(&state.nats_user))
+    .custom_inbox_prefix(runtime::inbox_prefix(&state.nats_user))
     .retry_on_initial_connect()
     .connect(&state.nats_url)
     .await

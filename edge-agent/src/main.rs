@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use edge_agent::probe::{HostProbe, Probe, RecordedProbe};
-use service_kit::Shutdown;
+use runtime::Shutdown;
 
 #[derive(Parser)]
 #[command(
@@ -49,7 +49,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let telemetry = service_kit::telemetry::init("edge-agent", env!("CARGO_PKG_VERSION"));
+    let telemetry = runtime::telemetry::init("edge-agent", env!("CARGO_PKG_VERSION"));
     let outcome = run(args).await;
     telemetry.shutdown();
     match outcome {

@@ -41,7 +41,7 @@ impl Readings {
         every: Duration,
     ) -> Self {
         let node = KeyValue::new("node", node.to_owned());
-        if std::env::var_os(service_kit::telemetry::OTLP_ENDPOINT_VAR).is_none() {
+        if std::env::var_os(runtime::telemetry::OTLP_ENDPOINT_VAR).is_none() {
             return Self {
                 node,
                 instruments: None,
@@ -61,7 +61,7 @@ impl Readings {
             }
         };
         let provider = SdkMeterProvider::builder()
-            .with_resource(service_kit::telemetry::resource(service, version))
+            .with_resource(runtime::telemetry::resource(service, version))
             .with_reader(
                 PeriodicReader::builder(exporter)
                     .with_interval(every)

@@ -123,7 +123,7 @@ def test_the_agent_reads_pod_logs_and_lifts_the_trace_ids_homestation_writes() -
     operators = v["config"]["receivers"]["filelog"]["operators"]
     parser = next(o for o in operators if o["type"] == "trace_parser")
     assert parser["trace_id"]["parse_from"] == "attributes.trace_id"
-    # The services' JSON lines begin with trace_id (libs/service-kit/src/telemetry.rs).
+    # The services' JSON lines begin with trace_id (libs/runtime/src/telemetry.rs).
     condition = next(o for o in operators if o["type"] == "json_parser")["if"]
     assert re.search(r'\^\\\\\{\\"trace_id\\"', condition) or '"trace_id"' in condition
     assert pipelines(v)["logs"]["exporters"] == ["otlp/gateway"]

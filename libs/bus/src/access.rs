@@ -75,7 +75,7 @@ impl Identity {
 
     /// The prefix of this identity's reply subjects; nobody else may subscribe under it.
     pub fn inbox_prefix(&self) -> String {
-        service_kit::NatsSettings::inbox_prefix(&self.user())
+        runtime::inbox_prefix(&self.user())
     }
 }
 
@@ -272,6 +272,7 @@ pub fn server_authorization(users: &[ConfiguredUser], callout_issuer: &str) -> V
 }
 
 /// The claims an edge node's user JWT carries (see `callout.rs`): its permissions in `pub`/`sub`.
+#[cfg(feature = "server")]
 pub(crate) fn jwt_permissions(p: &Permissions) -> Value {
     json!({
         "pub": { "allow": p.publish },

@@ -1,15 +1,19 @@
 //! HomeStation's event bus on NATS JetStream: typed, versioned subjects and payloads; durable publish and consume.
 
 pub mod access;
+#[cfg(feature = "server")]
 pub mod callout;
+#[cfg(feature = "server")]
 mod consume;
 mod events;
 mod metrics;
+#[cfg(feature = "server")]
 pub mod outbox;
 mod propagation;
 mod publish;
 mod subject;
 
+#[cfg(feature = "server")]
 pub use consume::{
     ConsumerSettings, ConsumerSpec, DEAD_LETTER_REASON, DEAD_LETTER_SUBJECT, HandleError, Handler,
     run_consumers,
@@ -21,6 +25,7 @@ pub use publish::Publisher;
 pub use subject::{Namespace, Stream, StreamLimits, ensure_streams};
 
 /// A service's connection to the bus: the NATS client, JetStream and its namespace, with every stream ensured.
+#[cfg(feature = "server")]
 #[derive(Clone)]
 pub struct Connection {
     pub client: async_nats::Client,
@@ -28,6 +33,7 @@ pub struct Connection {
     pub namespace: Namespace,
 }
 
+#[cfg(feature = "server")]
 impl Connection {
     pub async fn open(settings: &service_kit::NatsSettings, service: &str) -> Result<Self> {
         let namespace = Namespace::parse(&settings.namespace)?;

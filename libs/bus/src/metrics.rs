@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
+#[cfg(feature = "server")]
 use service_kit::metrics::Metrics;
 
 pub mod names {
@@ -40,11 +41,14 @@ pub struct BusMetrics {
     pub lag: Family<ConsumerLabels, Histogram>,
 }
 
+#[cfg(feature = "server")]
 fn latency_histogram() -> Histogram {
     Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0])
 }
 
 impl BusMetrics {
+    /// The bus's metric families, registered in the service's registry.
+    #[cfg(feature = "server")]
     pub fn new(metrics: &Metrics) -> Self {
         let this = Self {
             published: Family::default(),

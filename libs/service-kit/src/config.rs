@@ -176,7 +176,7 @@ impl Default for NatsSettings {
 impl NatsSettings {
     /// The prefix of `user`'s reply subjects: the bus lets each identity subscribe under its own only.
     pub fn inbox_prefix(user: &str) -> String {
-        format!("_INBOX.{user}")
+        runtime::inbox_prefix(user)
     }
 
     /// Connects as `name` (or the configured user) with the configured password.

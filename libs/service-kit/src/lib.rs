@@ -10,19 +10,14 @@ pub mod http;
 pub mod metrics;
 pub mod names;
 pub mod service;
-pub mod shutdown;
-pub mod telemetry;
+
+// The process runtime (shutdown, logs and traces, TLS provider) is the runtime crate's, shared with the edge agent.
+pub use runtime::{install_crypto_provider, shutdown, telemetry};
 
 pub use auth::{Authenticator, Identity, Role};
 pub use config::{
     DatabaseError, DatabaseSettings, HttpSettings, NatsSettings, VaultSettings, load_config,
 };
 pub use error::ApiError;
+pub use runtime::Shutdown;
 pub use service::{Service, run};
-pub use shutdown::Shutdown;
-
-/// Makes ring the process's TLS provider (the only crypto library in the build); idempotent.
-/// HTTP clients (reqwest, the OTLP exporter) need one before they are built.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
