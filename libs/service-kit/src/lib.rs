@@ -9,6 +9,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod names;
+pub mod openapi;
 pub mod service;
 
 // The process runtime (shutdown, logs and traces, TLS provider) is the runtime crate's, shared with the edge agent.

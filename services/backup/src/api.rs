@@ -36,17 +36,10 @@ pub fn router(engine: AppState) -> Router {
         .with_state(engine)
 }
 
-pub fn public_router() -> Router {
-    Router::new().route(
-        "/v1/openapi.json",
-        get(|| async { axum::Json(ApiDoc::openapi()) }),
-    )
-}
-
 /// The OpenAPI document this service serves on `/v1/openapi.json` (committed as `openapi.json` beside
 /// the crate, validated by `make test`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    service_kit::openapi::document(ApiDoc::openapi())
 }
 
 #[derive(OpenApi)]

@@ -254,7 +254,11 @@ impl service_kit::Service for Application {
             shutdown.clone(),
         ));
         engine.load_metrics().await?;
-        let mut running = core.serve(api::router(engine.clone()), api::public_router(), &shutdown);
+        let mut running = core.serve(
+            api::router(engine.clone()),
+            service_kit::openapi::router(api::openapi()),
+            &shutdown,
+        );
         running.spawn("scheduler", engine.schedule());
         Ok(running.until_stopped().await?)
     }

@@ -48,16 +48,13 @@ pub fn public_router(state: AppState) -> Router {
         .route("/v1/webhooks/git", post(git_webhook))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
-        .route(
-            "/v1/openapi.json",
-            get(|| async { axum::Json(ApiDoc::openapi()) }),
-        )
+        .merge(service_kit::openapi::router(openapi()))
 }
 
 /// The OpenAPI document this service serves on `/v1/openapi.json` (committed as `openapi.json` beside
 /// the crate, validated by `make test`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    service_kit::openapi::document(ApiDoc::openapi())
 }
 
 #[derive(OpenApi)]
@@ -99,7 +96,7 @@ pub struct WebhookOutcome {
 
 /// Receives a push from GitHub, Gitea/Forgejo or GitLab, verifies it, and asks Argo CD to sync the
 /// Applications whose sources it changed.
-#[utoipa::path(post, path = "/v1/webhooks/git", responses(
+#[utoipa::path(post, path = "/v1/webhooks/git", security(()), responses(
     (status = 202, body = WebhookOutcome), (status = 200, body = WebhookOutcome, description = "a replayed delivery"),
     (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn git_webhook(

@@ -61,14 +61,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Served without an identity on the main listener: the API's description.
-pub fn public_router() -> Router {
-    Router::new().route(
-        "/v1/openapi.json",
-        get(|| async { axum::Json(ApiDoc::openapi()) }),
-    )
-}
-
 /// The enrolment listener's one route: the one-time join token in the body is the credential and the
 /// node's key signs it; nothing here takes a human's identity, so the tailnet may reach it.
 pub fn enrol_router(state: AppState) -> Router {
@@ -80,7 +72,7 @@ pub fn enrol_router(state: AppState) -> Router {
 /// The OpenAPI document this service serves on `/v1/openapi.json` (committed as `openapi.json` beside
 /// the crate, validated by `make test`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    service_kit::openapi::document(ApiDoc::openapi())
 }
 
 #[derive(OpenApi)]
@@ -220,7 +212,7 @@ pub struct Enrolled {
 
 /// Enrols an edge node with a one-time join token; answers with its K3s agent configuration. The node is
 /// bound to its key: the same enrolment retried (same token, same key) is answered again, with 200.
-#[utoipa::path(post, path = "/v1/enroll", request_body = EnrollRequest, responses(
+#[utoipa::path(post, path = "/v1/enroll", security(()), request_body = EnrollRequest, responses(
     (status = 201, body = Enrolled), (status = 200, body = Enrolled), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
     (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn enroll(

@@ -204,7 +204,11 @@ impl service_kit::Service for Application {
             kube_enabled: self.config.kube.enabled,
             names: names::NameCheck::new(&self.config.inventory).map_err(Error::Config)?,
         };
-        let mut running = core.serve(api::router(state.clone()), api::public_router(), &shutdown);
+        let mut running = core.serve(
+            api::router(state.clone()),
+            service_kit::openapi::router(api::openapi()),
+            &shutdown,
+        );
         running.serve_machine_port("enrol", self.enrol, api::enrol_router(state));
         running.spawn("bus-callout", callout);
         running.spawn(

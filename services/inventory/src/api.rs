@@ -47,50 +47,45 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Routes served without an identity.
-pub fn public_router() -> Router {
-    Router::new().route(
-        "/v1/openapi.json",
-        get(|| async { axum::Json(ApiDoc::openapi()) }),
-    )
-}
-
 /// The OpenAPI document this service serves on `/v1/openapi.json` (committed as `openapi.json` beside
 /// the crate, validated by `make test`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    service_kit::openapi::document(ApiDoc::openapi())
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "HomeStation inventory", description = "The system of record of the lab: nodes, services, health and the unified view."),
-    paths(list_nodes, create_node, get_node, delete_node, node_history, list_services, create_service, get_service, get_service_in, delete_service, summary, homepage, http_sd),
-    components(schemas(ErrorBody, Node, NodeRequest, ServiceRecord, ServiceRequest, Summary, HealthChange, Activity)),
-    modifiers(&Security),
-    security(("bearer" = []), ("authelia" = [])),
+    info(
+        title = "HomeStation inventory",
+        description = "The system of record of the lab: nodes, services, health and the unified view."
+    ),
+    paths(
+        list_nodes,
+        create_node,
+        get_node,
+        delete_node,
+        node_history,
+        list_services,
+        create_service,
+        get_service,
+        get_service_in,
+        delete_service,
+        summary,
+        homepage,
+        http_sd
+    ),
+    components(schemas(
+        ErrorBody,
+        Node,
+        NodeRequest,
+        ServiceRecord,
+        ServiceRequest,
+        Summary,
+        HealthChange,
+        Activity
+    ))
 )]
 pub struct ApiDoc;
-
-struct Security;
-
-impl utoipa::Modify for Security {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{
-            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
-        };
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-        components.add_security_scheme(
-            "authelia",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "Remote-User",
-                "Set by Authelia forward-auth at Traefik, with Remote-Groups",
-            ))),
-        );
-    }
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

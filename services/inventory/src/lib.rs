@@ -99,7 +99,11 @@ impl service_kit::Service for Application {
             outbox: outbox.clone(),
         };
         tracing::info!(grpc = %self.grpc.local_addr().expect("bound"), "inventory serving gRPC");
-        let mut running = core.serve(api::router(state), api::public_router(), &shutdown);
+        let mut running = core.serve(
+            api::router(state),
+            service_kit::openapi::router(api::openapi()),
+            &shutdown,
+        );
         running.spawn(
             "grpc",
             service_kit::http::serve_grpc(

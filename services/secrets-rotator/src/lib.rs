@@ -158,7 +158,7 @@ impl service_kit::Service for Application {
             .map_err(Error::Audit)?;
         let mut running = self.core.serve(
             api::router(rotator.clone()),
-            api::public_router(),
+            service_kit::openapi::router(api::openapi()),
             &shutdown,
         );
         let acks = AckHandler {
