@@ -94,7 +94,11 @@ pub enum By {
     EachEdgeNode,
 }
 
+/// What a node's hardware is, as its agent reads it (or an operator enters it in inventory): the one shape
+/// the agent sends, edge-registry checks and announces, and inventory keeps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct HardwareFacts {
     /// e.g. "NVIDIA Jetson AGX Orin Developer Kit"
     pub model: String,

@@ -43,19 +43,6 @@ impl TailnetIp {
     }
 }
 
-/// Hardware facts as the agent reports them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FactsRequest {
-    pub model: String,
-    pub jetpack: Option<String>,
-    pub l4t: Option<String>,
-    pub cuda: Option<String>,
-    pub gpu_name: Option<String>,
-    pub memory_bytes: u64,
-    pub architecture: String,
-}
-
 fn version(field: &str, raw: Option<String>) -> Result<Option<String>, Invalid> {
     match raw {
         None => Ok(None),
@@ -85,31 +72,30 @@ fn text(field: &str, raw: String, max: usize) -> Result<String, Invalid> {
     Ok(trimmed.to_owned())
 }
 
-impl FactsRequest {
-    pub fn parse(self) -> Result<bus::HardwareFacts, Invalid> {
-        const ARCHITECTURES: [&str; 2] = ["aarch64", "x86_64"];
-        if !ARCHITECTURES.contains(&self.architecture.as_str()) {
-            return Err(Invalid::new(
-                "facts.architecture",
-                format!("{:?} is not one of aarch64, x86_64", self.architecture),
-            ));
-        }
-        if self.memory_bytes == 0 {
-            return Err(Invalid::new("facts.memory_bytes", "must be more than 0"));
-        }
-        Ok(bus::HardwareFacts {
-            model: text("facts.model", self.model, 200)?,
-            jetpack: version("facts.jetpack", self.jetpack)?,
-            l4t: version("facts.l4t", self.l4t)?,
-            cuda: version("facts.cuda", self.cuda)?,
-            gpu_name: self
-                .gpu_name
-                .map(|g| text("facts.gpu_name", g, 100))
-                .transpose()?,
-            memory_bytes: self.memory_bytes,
-            architecture: self.architecture,
-        })
+/// The hardware facts an agent reports (the bus's type, the one inventory keeps), each field checked.
+pub fn facts(raw: bus::HardwareFacts) -> Result<bus::HardwareFacts, Invalid> {
+    const ARCHITECTURES: [&str; 2] = ["aarch64", "x86_64"];
+    if !ARCHITECTURES.contains(&raw.architecture.as_str()) {
+        return Err(Invalid::new(
+            "facts.architecture",
+            format!("{:?} is not one of aarch64, x86_64", raw.architecture),
+        ));
     }
+    if raw.memory_bytes == 0 {
+        return Err(Invalid::new("facts.memory_bytes", "must be more than 0"));
+    }
+    Ok(bus::HardwareFacts {
+        model: text("facts.model", raw.model, 200)?,
+        jetpack: version("facts.jetpack", raw.jetpack)?,
+        l4t: version("facts.l4t", raw.l4t)?,
+        cuda: version("facts.cuda", raw.cuda)?,
+        gpu_name: raw
+            .gpu_name
+            .map(|g| text("facts.gpu_name", g, 100))
+            .transpose()?,
+        memory_bytes: raw.memory_bytes,
+        architecture: raw.architecture,
+    })
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -129,7 +115,7 @@ pub struct EnrollRequest {
     pub token: String,
     pub name: String,
     pub tailscale: TailscaleIdentity,
-    pub facts: FactsRequest,
+    pub facts: bus::HardwareFacts,
     /// The node's Ed25519 public key, base64url without padding; the agent made it and keeps the private half.
     pub public_key: String,
     /// The key's signature (base64url) over [`enrolment_message`]: only its holder can enrol or retry.
@@ -215,7 +201,7 @@ impl TryFrom<EnrollRequest> for Enrollment {
             name: Name::parse("name", &r.name)?,
             tailnet_ip: TailnetIp::parse("tailscale.ip", &r.tailscale.ip)?,
             dns_name,
-            facts: r.facts.parse()?,
+            facts: facts(r.facts)?,
         })
     }
 }
@@ -393,7 +379,7 @@ mod tests {
 
     #[test]
     fn facts_are_checked_field_by_field() {
-        let good = FactsRequest {
+        let good = bus::HardwareFacts {
             model: "NVIDIA Jetson Orin Nano Developer Kit".into(),
             jetpack: Some("6.1".into()),
             l4t: Some("36.4.0".into()),
@@ -402,22 +388,22 @@ mod tests {
             memory_bytes: 8 << 30,
             architecture: "aarch64".into(),
         };
-        assert!(good.clone().parse().is_ok());
-        let bad_version = FactsRequest {
+        assert!(facts(good.clone()).is_ok());
+        let bad_version = bus::HardwareFacts {
             cuda: Some("12.x".into()),
             ..good.clone()
         };
-        assert_eq!(bad_version.parse().unwrap_err().field, "facts.cuda");
-        let bad_arch = FactsRequest {
+        assert_eq!(facts(bad_version).unwrap_err().field, "facts.cuda");
+        let bad_arch = bus::HardwareFacts {
             architecture: "riscv".into(),
             ..good.clone()
         };
-        assert_eq!(bad_arch.parse().unwrap_err().field, "facts.architecture");
-        let no_memory = FactsRequest {
+        assert_eq!(facts(bad_arch).unwrap_err().field, "facts.architecture");
+        let no_memory = bus::HardwareFacts {
             memory_bytes: 0,
             ..good
         };
-        assert_eq!(no_memory.parse().unwrap_err().field, "facts.memory_bytes");
+        assert_eq!(facts(no_memory).unwrap_err().field, "facts.memory_bytes");
     }
 
     #[test]

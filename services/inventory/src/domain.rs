@@ -68,32 +68,9 @@ pub struct Capacity {
     pub gpus: Option<u32>,
 }
 
-/// GPU and platform facts, as reported by an edge node (JetPack, L4T, CUDA) or entered by hand.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GpuFacts {
-    pub model: String,
-    pub jetpack: Option<String>,
-    pub l4t: Option<String>,
-    pub cuda: Option<String>,
-    pub gpu_name: Option<String>,
-    pub memory_bytes: u64,
-    pub architecture: String,
-}
-
-impl From<bus::HardwareFacts> for GpuFacts {
-    fn from(f: bus::HardwareFacts) -> Self {
-        Self {
-            model: f.model,
-            jetpack: f.jetpack,
-            l4t: f.l4t,
-            cuda: f.cuda,
-            gpu_name: f.gpu_name,
-            memory_bytes: f.memory_bytes,
-            architecture: f.architecture,
-        }
-    }
-}
+/// GPU and platform facts, as reported by an edge node (JetPack, L4T, CUDA) or entered by hand: the bus's
+/// type, the one the agent sends and edge-registry announces.
+pub use bus::HardwareFacts;
 
 /// The body of `POST /v1/nodes`, as sent.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -108,7 +85,7 @@ pub struct NodeRequest {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub capacity: Capacity,
-    pub gpu: Option<GpuFacts>,
+    pub gpu: Option<HardwareFacts>,
 }
 
 /// A node to record, valid by construction.
@@ -119,7 +96,7 @@ pub struct NewNode {
     pub addresses: Vec<IpAddr>,
     pub labels: Labels,
     pub capacity: Capacity,
-    pub gpu: Option<GpuFacts>,
+    pub gpu: Option<HardwareFacts>,
 }
 
 impl TryFrom<NodeRequest> for NewNode {

@@ -11,7 +11,7 @@ use sqlx::types::Json;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::domain::{GpuFacts, Health};
+use crate::domain::Health;
 use crate::metrics::{InventoryMetrics, Recovery};
 use crate::store::{self, Tx, event_name};
 
@@ -180,7 +180,7 @@ async fn enrolled(
     .bind(name.as_str())
     .bind(Json(vec![e.tailnet_ip.to_string()]))
     .bind(Json(&e.labels))
-    .bind(Json(GpuFacts::from(e.facts.clone())))
+    .bind(Json(e.facts.clone()))
     .bind(envelope.occurred_at)
     .bind(&envelope.source)
     .fetch_one(&mut **tx)

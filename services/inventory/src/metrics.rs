@@ -12,7 +12,7 @@ use service_kit::Shutdown;
 use service_kit::metrics::Metrics;
 use sqlx::PgPool;
 
-use crate::domain::{GpuFacts, Health, NodeKind};
+use crate::domain::{HardwareFacts, Health, NodeKind};
 
 pub mod names {
     pub const NODES: &str = "homestation_inventory_nodes";
@@ -145,7 +145,7 @@ impl InventoryMetrics {
             sqlx::query_as("SELECT health, count(*) FROM services GROUP BY health")
                 .fetch_all(pool)
                 .await?;
-        let edge: Vec<(String, String, Option<sqlx::types::Json<GpuFacts>>)> =
+        let edge: Vec<(String, String, Option<sqlx::types::Json<HardwareFacts>>)> =
             sqlx::query_as("SELECT name, health, gpu FROM nodes WHERE kind = 'edge' ORDER BY name")
                 .fetch_all(pool)
                 .await?;
@@ -153,7 +153,7 @@ impl InventoryMetrics {
         self.edge_nodes.clear();
         for (node, health, facts) in edge {
             let facts = facts.map(|f| f.0);
-            let fact = |get: fn(&GpuFacts) -> Option<&String>| {
+            let fact = |get: fn(&HardwareFacts) -> Option<&String>| {
                 facts.as_ref().and_then(get).cloned().unwrap_or_default()
             };
             self.edge_nodes

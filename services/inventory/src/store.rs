@@ -11,7 +11,7 @@ use sqlx::{FromRow, PgPool, Postgres, Row, Transaction};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::{Capacity, GpuFacts, Health, Name, NewNode, NewService, NodeKind};
+use crate::domain::{Capacity, HardwareFacts, Health, Name, NewNode, NewService, NodeKind};
 
 pub type Tx<'a> = Transaction<'a, Postgres>;
 
@@ -26,7 +26,7 @@ pub struct Node {
     pub addresses: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub capacity: Capacity,
-    pub gpu: Option<GpuFacts>,
+    pub gpu: Option<HardwareFacts>,
     pub health: Health,
     pub health_reason: Option<String>,
     pub last_seen: Option<DateTime<Utc>>,
