@@ -16,14 +16,14 @@ pub const LONG_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(
-        "cannot reach {server} ({reason}).\n  Is the service running? `make dev` starts them; --server, --edge-server and --backup-server (or their HOMESTATION_* variables) point elsewhere."
+        "cannot reach {server} ({reason}).\n  Is the service running? `make dev` starts them; `homestation context show` says where each service is looked for, and a context (`homestation context use NAME`) or a --*-server flag points elsewhere."
     )]
     Unreachable { server: String, reason: String },
     #[error(
-        "no identity: set {TOKEN_VAR} to a service token, or {TOKEN_FILE_VAR} to a file holding one (`make dev` writes .dev/admin.token)"
+        "no identity: set {TOKEN_VAR} to a service token, or {TOKEN_FILE_VAR} to a file holding one, or give the context a token file (`homestation context set NAME --token-file FILE`); `make dev` writes .dev/admin.token"
     )]
     NoToken,
-    #[error("cannot read {TOKEN_FILE_VAR} {path}: {reason}")]
+    #[error("cannot read the token file {path}: {reason}")]
     TokenFile { path: String, reason: String },
     #[error(
         "the server refused your identity: {0}\n  Check {TOKEN_VAR}; the token's SHA-256 must be in the server's auth.service_tokens."
@@ -77,7 +77,13 @@ pub fn segment(raw: &str) -> String {
 }
 
 impl Client {
-    pub fn from_env(server: &str, timeout: Duration) -> Result<Self, CliError> {
+    /// A client of `server` with the identity of the environment, else of `context_token_file` (the
+    /// context's).
+    pub fn from_env(
+        server: &str,
+        timeout: Duration,
+        context_token_file: Option<&std::path::Path>,
+    ) -> Result<Self, CliError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let bad = |reason: &str| CliError::BadServer {
             server: server.to_owned(),
@@ -86,18 +92,18 @@ impl Client {
         if !(server.starts_with("http://") || server.starts_with("https://")) {
             return Err(bad("it must start with http:// or https://"));
         }
-        let token = match (std::env::var(TOKEN_VAR), std::env::var_os(TOKEN_FILE_VAR)) {
+        let token_file = std::env::var_os(TOKEN_FILE_VAR)
+            .map(PathBuf::from)
+            .or_else(|| context_token_file.map(std::path::Path::to_path_buf));
+        let token = match (std::env::var(TOKEN_VAR), token_file) {
             (Ok(token), _) if !token.trim().is_empty() => token.trim().to_owned(),
-            (_, Some(path)) => {
-                let path = PathBuf::from(path);
-                std::fs::read_to_string(&path)
-                    .map_err(|e| CliError::TokenFile {
-                        path: path.display().to_string(),
-                        reason: e.to_string(),
-                    })?
-                    .trim()
-                    .to_owned()
-            }
+            (_, Some(path)) => std::fs::read_to_string(&path)
+                .map_err(|e| CliError::TokenFile {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?
+                .trim()
+                .to_owned(),
             _ => return Err(CliError::NoToken),
         };
         let http = reqwest::Client::builder()

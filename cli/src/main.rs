@@ -3,65 +3,51 @@
 mod backup;
 mod bus;
 mod client;
+mod context;
 mod deploy;
 mod render;
 mod secrets;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
 use client::{CliError, Client};
+use context::Service;
 
 #[derive(Parser)]
 #[command(
     name = "homestation",
     version,
     about = "Operate a HomeStation lab: its nodes, services and health",
-    after_help = "Authentication: set HOMESTATION_TOKEN to a service token, or HOMESTATION_TOKEN_FILE to a file holding one.\n`make dev` writes an admin token to .dev/admin.token and prints the export line."
+    after_help = "Which lab: contexts in ~/.config/homestation/config.toml (HOMESTATION_CONFIG names another file), \
+each a domain (every service at https://<route>.<domain>, behind Traefik) or a URL per service, and a token \
+file: `homestation context set lab --domain homestation.example.org --token-file ~/.config/homestation/lab.token`, \
+then `homestation context use lab`. A --*-server flag or HOMESTATION_*_SERVER variable wins over the context; \
+with no context, make dev's ports on this machine.\n\
+Authentication: HOMESTATION_TOKEN (a service token) or HOMESTATION_TOKEN_FILE (a file holding one), else the \
+context's token file. `make dev` writes an admin token to .dev/admin.token and prints the export line."
 )]
 struct Cli {
-    /// Base URL of inventory.
-    #[arg(
-        long,
-        global = true,
-        env = "HOMESTATION_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
-    /// Base URL of edge-registry (for `homestation edge`).
-    #[arg(
-        long,
-        global = true,
-        env = "HOMESTATION_EDGE_SERVER",
-        default_value = "http://127.0.0.1:8082"
-    )]
-    edge_server: String,
-    /// Base URL of the backup service (for `homestation backup`).
-    #[arg(
-        long,
-        global = true,
-        env = "HOMESTATION_BACKUP_SERVER",
-        default_value = "http://127.0.0.1:8083"
-    )]
-    backup_server: String,
-    /// Base URL of secrets-rotator (for `homestation secrets`).
-    #[arg(
-        long,
-        global = true,
-        env = "HOMESTATION_SECRETS_SERVER",
-        default_value = "http://127.0.0.1:8085"
-    )]
-    secrets_server: String,
-    /// Base URL of the deployer (for `homestation deploy`).
-    #[arg(
-        long,
-        global = true,
-        env = "HOMESTATION_DEPLOY_SERVER",
-        default_value = "http://127.0.0.1:8086"
-    )]
-    deploy_server: String,
+    /// The context (of the config file) to use for this command, instead of the current one.
+    #[arg(long, global = true, env = "HOMESTATION_CONTEXT")]
+    context: Option<String>,
+    /// Base URL of inventory (else the context's, else make dev's http://127.0.0.1:8080).
+    #[arg(long, global = true, env = "HOMESTATION_SERVER")]
+    server: Option<String>,
+    /// Base URL of edge-registry, for `homestation edge` (else the context's, else :8082).
+    #[arg(long, global = true, env = "HOMESTATION_EDGE_SERVER")]
+    edge_server: Option<String>,
+    /// Base URL of the backup service, for `homestation backup` (else the context's, else :8083).
+    #[arg(long, global = true, env = "HOMESTATION_BACKUP_SERVER")]
+    backup_server: Option<String>,
+    /// Base URL of secrets-rotator, for `homestation secrets` (else the context's, else :8085).
+    #[arg(long, global = true, env = "HOMESTATION_SECRETS_SERVER")]
+    secrets_server: Option<String>,
+    /// Base URL of the deployer, for `homestation deploy` (else the context's, else :8086).
+    #[arg(long, global = true, env = "HOMESTATION_DEPLOY_SERVER")]
+    deploy_server: Option<String>,
     /// How to print results.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -97,6 +83,14 @@ enum Command {
     /// GitOps deployments: status, sync, rollback, history (through the deployer and Argo CD).
     #[command(subcommand)]
     Deploy(deploy::DeployCommand),
+    /// Contexts: which lab this CLI talks to (~/.config/homestation/config.toml). Local; no server is asked.
+    #[command(subcommand)]
+    Context(context::ContextCommand),
+    /// A completion script for your shell: `homestation completions bash > ~/.local/share/bash-completion/completions/homestation`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// The bus's authorization (who may speak on which subject), made from libs/bus: nats-server's
     /// configuration, the chart's accounts, the auth callout's issuer key. Local; no server is asked.
     #[command(subcommand)]
@@ -204,7 +198,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(text) => {
-            print!("{text}");
+            // A closed pipe (`homestation completions bash | head`) is not an error of ours.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -215,24 +210,52 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<String, CliError> {
+    let explicit: std::collections::BTreeMap<&'static str, String> = [
+        (Service::Inventory, &cli.server),
+        (Service::EdgeRegistry, &cli.edge_server),
+        (Service::Backup, &cli.backup_server),
+        (Service::SecretsRotator, &cli.secrets_server),
+        (Service::Deployer, &cli.deploy_server),
+    ]
+    .into_iter()
+    .filter_map(|(service, url)| url.clone().map(|u| (service.name(), u)))
+    .collect();
+    let config_path = context::config_path();
+    let resolved = context::Resolved::new(
+        &context::Config::load(&config_path)?,
+        cli.context.as_deref(),
+        &explicit,
+    )?;
     let command = match cli.command {
         Command::Bus(command) => return bus::run(command),
+        Command::Context(command) => return context::run(command, &config_path, &resolved),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "homestation", &mut out);
+            return Ok(String::from_utf8(out).expect("completion scripts are text"));
+        }
         other => other,
     };
-    let (server, timeout) = match command {
-        Command::Edge(_) => (&cli.edge_server, client::TIMEOUT),
+    let (service, timeout) = match command {
+        Command::Edge(_) => (Service::EdgeRegistry, client::TIMEOUT),
         // Verifying, restoring and drilling take as long as the backup is big.
-        Command::Backup(_) => (&cli.backup_server, client::LONG_TIMEOUT),
+        Command::Backup(_) => (Service::Backup, client::LONG_TIMEOUT),
         // A rotation waits for consumers to acknowledge (the policy's ack_timeout_secs).
-        Command::Secrets(_) => (&cli.secrets_server, client::LONG_TIMEOUT),
-        Command::Deploy(_) => (&cli.deploy_server, client::TIMEOUT),
-        _ => (&cli.server, client::TIMEOUT),
+        Command::Secrets(_) => (Service::SecretsRotator, client::LONG_TIMEOUT),
+        Command::Deploy(_) => (Service::Deployer, client::TIMEOUT),
+        _ => (Service::Inventory, client::TIMEOUT),
     };
-    let client = Client::from_env(server, timeout)?;
+    let client = Client::from_env(
+        resolved.url(service),
+        timeout,
+        resolved.token_file.as_deref(),
+    )?;
     let json_out = cli.output == Output::Json;
     let show = |value: &Value, table: fn(&Value) -> String| output(value, json_out, table);
     match command {
-        Command::Bus(_) => unreachable!("answered above, without a server"),
+        Command::Bus(_) | Command::Context(_) | Command::Completions { .. } => {
+            unreachable!("answered above, without a server")
+        }
         Command::Status => Ok(show(&client.get("/v1/summary").await?, render::status)),
         Command::Nodes(NodesCommand::List { kind }) => {
             let path = match kind {
