@@ -1,9 +1,10 @@
 //! `homestation backup`: policies, runs with a progress bar, the catalog, verify, restore and drills.
 
-use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::io::IsTerminal;
+use std::time::Duration;
 
 use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::client::{CliError, Client, segment};
@@ -92,12 +93,13 @@ pub async fn run(
                     format!("started run {}\n", text(&s["run_id"]))
                 }));
             }
-            let last = follow(
-                client,
-                &policy,
-                !json_out && std::io::stderr().is_terminal(),
-            )
-            .await?;
+            // indicatif draws on stderr only when it is a terminal; JSON output wants no bar at all.
+            let target = if json_out || !std::io::stderr().is_terminal() {
+                ProgressDrawTarget::hidden()
+            } else {
+                ProgressDrawTarget::stderr()
+            };
+            let last = follow(client, &policy, Progress::new(target)).await?;
             let out = show(&last, render::backup_result);
             if last["status"] == "succeeded" {
                 Ok(out)
@@ -177,9 +179,9 @@ pub async fn run(
     }
 }
 
-/// Polls the policy until no try of it is running; draws progress on stderr when it is a terminal.
-async fn follow(client: &Client, policy: &str, bar: bool) -> Result<Value, CliError> {
-    let began = Instant::now();
+/// Polls the policy until no try of it is running, showing its progress on `progress` (hidden unless
+/// stderr is a terminal and the output is a table).
+async fn follow(client: &Client, policy: &str, progress: Progress) -> Result<Value, CliError> {
     let mut shown_try = None;
     loop {
         let policies = client.get("/v1/policies").await?;
@@ -190,53 +192,65 @@ async fn follow(client: &Client, policy: &str, bar: bool) -> Result<Value, CliEr
             .ok_or_else(|| CliError::NotFound(format!("policy {policy} is gone")))?;
         let running = &p["running"];
         if running.is_null() {
-            if bar {
-                eprint!("\r\x1b[2K");
-            }
+            progress.bar.finish_and_clear();
             return Ok(p["last_run"].clone());
         }
-        if bar {
-            let run = running["run_id"].clone();
-            if shown_try.as_ref() != Some(&run) {
-                if shown_try.is_some() {
-                    eprintln!("\r\x1b[2Kthe try failed; retrying per the policy");
-                }
-                shown_try = Some(run);
+        let run = running["run_id"].clone();
+        if shown_try.as_ref() != Some(&run) {
+            if shown_try.is_some() {
+                progress
+                    .bar
+                    .println("the try failed; retrying per the policy");
+                progress.bar.reset();
             }
-            let done = running["bytes"].as_u64().unwrap_or(0);
-            let expected = running["expected_bytes"].as_u64();
-            eprint!(
-                "\r\x1b[2K{}",
-                progress_line(done, expected, began.elapsed())
-            );
-            let _ = std::io::stderr().flush();
+            shown_try = Some(run);
         }
+        progress.show(
+            running["bytes"].as_u64().unwrap_or(0),
+            running["expected_bytes"].as_u64(),
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-/// `[#####.....]  12.0 MiB / 40.0 MiB  8.0 MiB/s  ETA 4s`; the total is the previous backup's size.
-pub fn progress_line(done: u64, expected: Option<u64>, elapsed: Duration) -> String {
-    let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
-    let rate_text = format!("{}/s", bytes(rate as u64));
-    match expected.filter(|e| *e > 0) {
-        Some(total) => {
-            let fraction = (done as f64 / total as f64).min(1.0);
-            let filled = (fraction * 24.0).round() as usize;
-            let eta = if rate > 0.0 && done < total {
-                format!("ETA {}s", ((total - done) as f64 / rate).ceil() as u64)
-            } else {
-                "ETA -".into()
-            };
-            format!(
-                "[{}{}] {} / ~{}  {rate_text}  {eta}",
-                "#".repeat(filled),
-                ".".repeat(24 - filled),
-                bytes(done),
-                bytes(total)
-            )
+/// A run's progress (indicatif): `[#####.....] 12.00 MiB / ~40.00 MiB  8.00 MiB/s  ETA 4s` against the
+/// previous backup's size, or `3.00 MiB read  1.00 MiB/s` while there is none.
+pub struct Progress {
+    bar: ProgressBar,
+}
+
+impl Progress {
+    const KNOWN: &str =
+        "[{bar:24}] {binary_bytes} / ~{binary_total_bytes}  {binary_bytes_per_sec}  ETA {eta}";
+    const UNKNOWN: &str = "{binary_bytes} read  {binary_bytes_per_sec}";
+
+    pub fn new(target: ProgressDrawTarget) -> Self {
+        let bar = ProgressBar::with_draw_target(None, target);
+        bar.set_style(Self::style(Self::UNKNOWN));
+        Self { bar }
+    }
+
+    fn style(template: &str) -> ProgressStyle {
+        ProgressStyle::with_template(template)
+            .expect("the templates are valid")
+            .progress_chars("#.")
+    }
+
+    pub fn show(&self, done: u64, expected: Option<u64>) {
+        let length = expected.filter(|e| *e > 0);
+        if self.bar.length() != length {
+            match length {
+                Some(total) => {
+                    self.bar.set_style(Self::style(Self::KNOWN));
+                    self.bar.set_length(total);
+                }
+                None => {
+                    self.bar.set_style(Self::style(Self::UNKNOWN));
+                    self.bar.unset_length();
+                }
+            }
         }
-        None => format!("{} read  {rate_text}", bytes(done)),
+        self.bar.set_position(done);
     }
 }
 
@@ -266,16 +280,60 @@ mod tests {
         assert!(parse_target("s3").unwrap_err().contains("database:NAME"));
     }
 
+    /// A terminal of 100 columns that keeps what is drawn on it (in place of stderr).
+    #[derive(Debug, Clone, Default)]
+    struct Screen(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            100
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            // Only what can be read: indicatif pads and clears with blanks too.
+            if !s.trim().is_empty() {
+                self.0.lock().unwrap().push(s.trim_end().to_owned());
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
     fn progress_shows_bytes_rate_and_eta() {
-        let line = progress_line(10 << 20, Some(40 << 20), Duration::from_secs(2));
-        assert_eq!(
-            line,
-            "[######..................] 10.0 MiB / ~40.0 MiB  5.0 MiB/s  ETA 6s"
+        let screen = Screen::default();
+        let drawn = || screen.0.lock().unwrap().last().cloned().unwrap_or_default();
+        let progress = Progress::new(ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        progress.show(10 << 20, Some(40 << 20));
+        let line = drawn();
+        assert!(
+            line.starts_with("[######..................] 10.00 MiB / ~40.00 MiB  "),
+            "{line:?}"
         );
-        assert_eq!(
-            progress_line(3 << 20, None, Duration::from_secs(1)),
-            "3.0 MiB read  3.0 MiB/s"
-        );
+        assert!(line.contains("/s  ETA "), "{line:?}");
+        let unknown = Progress::new(ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        unknown.show(3 << 20, None);
+        let line = drawn();
+        assert!(line.starts_with("3.00 MiB read  "), "{line:?}");
+        assert!(line.ends_with("/s"), "{line:?}");
     }
 }
