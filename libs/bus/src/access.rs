@@ -9,8 +9,9 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::BusError;
 use crate::events::{By, Kind};
-use crate::subject::{DEAD_LETTER_ROOT, Namespace, Stream};
+use crate::subject::{DEAD_LETTER_ROOT, Namespace, Stream, StreamLimits};
 
 /// The lab's services: each a NATS user of its own (its name), with the streams it reads through its
 /// own durable consumer. What each publishes is said in the `events!` table. `make app` adds a row.
@@ -278,6 +279,42 @@ pub(crate) fn jwt_permissions(p: &Permissions) -> Value {
         "pub": { "allow": p.publish },
         "sub": { "allow": p.subscribe },
     })
+}
+
+/// Creates every stream `service` publishes into or reads, and updates those it owns (publishes into).
+/// Idempotent, run by every service at start; a stream someone else owns is created if missing and
+/// otherwise left as it is, since the bus lets only the owner change it (this file).
+pub async fn ensure_streams(
+    js: &async_nats::jetstream::Context,
+    ns: &Namespace,
+    service: &str,
+    limits: &StreamLimits,
+) -> crate::Result<()> {
+    for stream in Stream::ALL {
+        let config = stream.config(ns, limits);
+        let result = if owns(service, stream) {
+            js.create_or_update_stream(config).await.map(drop)
+        } else if touches(service, stream) {
+            js.get_or_create_stream(config).await.map(drop)
+        } else {
+            continue;
+        };
+        result.map_err(|e| {
+            let mut reason = e.to_string();
+            if reason.contains("timed out") {
+                // nats-server answers a request its permissions refuse with nothing at all.
+                reason.push_str(&format!(
+                    " (the bus refuses requests outside a user's permissions this way: is this \
+                     {service}'s own NATS user?)"
+                ));
+            }
+            BusError::Stream {
+                stream: stream.name(ns),
+                reason,
+            }
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::subject::{Namespace, Stream};
+use crate::subject::{DEAD_LETTER_ROOT, Namespace, Stream};
 
 /// Declares every event: its kind, its subject (a `*` is filled from the payload), its stream, who may
 /// publish it (`libs/bus/src/access.rs` derives each identity's NATS permissions from this) and its payload.
@@ -231,6 +231,20 @@ impl Event {
     }
 }
 
+impl Stream {
+    /// The subjects this stream holds: those of its kinds, or every dead letter.
+    pub(crate) fn subjects(self, ns: &Namespace) -> Vec<String> {
+        if self == Stream::DeadLetter {
+            return vec![ns.subject(&format!("{DEAD_LETTER_ROOT}.>"))];
+        }
+        Kind::ALL
+            .iter()
+            .filter(|k| k.stream() == self)
+            .map(|k| ns.subject(k.pattern()))
+            .collect()
+    }
+}
+
 /// An event as it travels: its id (also the `Nats-Msg-Id`, and the key of idempotent handling), time and source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
@@ -327,6 +341,18 @@ fn matches_pattern(pattern: &str, subject: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_kind_belongs_to_exactly_one_stream_and_streams_do_not_overlap() {
+        let ns = Namespace::production();
+        let mut seen = std::collections::HashSet::new();
+        for stream in Stream::ALL {
+            for subject in stream.subjects(&ns) {
+                assert!(seen.insert(subject.clone()), "{subject} is in two streams");
+            }
+        }
+        assert_eq!(seen.len(), Kind::ALL.len() + 1);
+    }
+
     use super::*;
 
     fn heartbeat() -> Event {

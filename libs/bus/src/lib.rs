@@ -13,6 +13,7 @@ mod propagation;
 mod publish;
 mod subject;
 
+pub use access::ensure_streams;
 #[cfg(feature = "server")]
 pub use consume::{
     ConsumerSettings, ConsumerSpec, DEAD_LETTER_REASON, DEAD_LETTER_SUBJECT, HandleError, Handler,
@@ -22,7 +23,7 @@ pub use events::*;
 pub use metrics::{BusMetrics, names as metric_names};
 pub use propagation::{extract_context, inject_context};
 pub use publish::Publisher;
-pub use subject::{Namespace, Stream, StreamLimits, ensure_streams};
+pub use subject::{Namespace, Stream, StreamLimits};
 
 /// A service's connection to the bus: the NATS client, JetStream and its namespace, with every stream ensured.
 #[cfg(feature = "server")]

@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::stream;
 
 use crate::BusError;
-use crate::events::Kind;
 
 /// Prefixes every subject and stream name, so tests sharing one nats-server never see each other.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -124,18 +123,7 @@ impl Stream {
         }
     }
 
-    pub(crate) fn subjects(self, ns: &Namespace) -> Vec<String> {
-        if self == Stream::DeadLetter {
-            return vec![ns.subject(&format!("{DEAD_LETTER_ROOT}.>"))];
-        }
-        Kind::ALL
-            .iter()
-            .filter(|k| k.stream() == self)
-            .map(|k| ns.subject(k.pattern()))
-            .collect()
-    }
-
-    fn config(self, ns: &Namespace, limits: &StreamLimits) -> stream::Config {
+    pub(crate) fn config(self, ns: &Namespace, limits: &StreamLimits) -> stream::Config {
         stream::Config {
             name: self.name(ns),
             subjects: self.subjects(ns),
@@ -158,42 +146,6 @@ pub struct StreamLimits {
     pub max_bytes: Option<i64>,
 }
 
-/// Creates every stream `service` publishes into or reads, and updates those it owns (publishes into).
-/// Idempotent, run by every service at start; a stream someone else owns is created if missing and
-/// otherwise left as it is, since the bus lets only the owner change it (`access.rs`).
-pub async fn ensure_streams(
-    js: &jetstream::Context,
-    ns: &Namespace,
-    service: &str,
-    limits: &StreamLimits,
-) -> crate::Result<()> {
-    for stream in Stream::ALL {
-        let config = stream.config(ns, limits);
-        let result = if crate::access::owns(service, stream) {
-            js.create_or_update_stream(config).await.map(drop)
-        } else if crate::access::touches(service, stream) {
-            js.get_or_create_stream(config).await.map(drop)
-        } else {
-            continue;
-        };
-        result.map_err(|e| {
-            let mut reason = e.to_string();
-            if reason.contains("timed out") {
-                // nats-server answers a request its permissions refuse with nothing at all.
-                reason.push_str(&format!(
-                    " (the bus refuses requests outside a user's permissions this way: is this \
-                     {service}'s own NATS user?)"
-                ));
-            }
-            BusError::Stream {
-                stream: stream.name(ns),
-                reason,
-            }
-        })?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,18 +162,6 @@ mod tests {
         assert_eq!(Stream::Edge.name(&ns), "T_42_EDGE");
         assert_eq!(Stream::Edge.name(&Namespace::production()), "EDGE");
         assert!(Namespace::parse("Bad.Name").is_err());
-    }
-
-    #[test]
-    fn every_kind_belongs_to_exactly_one_stream_and_streams_do_not_overlap() {
-        let ns = Namespace::production();
-        let mut seen = std::collections::HashSet::new();
-        for stream in Stream::ALL {
-            for subject in stream.subjects(&ns) {
-                assert!(seen.insert(subject.clone()), "{subject} is in two streams");
-            }
-        }
-        assert_eq!(seen.len(), Kind::ALL.len() + 1);
     }
 
     #[test]

@@ -4,7 +4,19 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::http::current_request_id;
+tokio::task_local! {
+    static CURRENT_REQUEST_ID: String;
+}
+
+/// The id of the request being served on this task, for error bodies and logs.
+pub fn current_request_id() -> Option<String> {
+    CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// Runs `work` (one request's handling) with `id` as its request id (the HTTP layer calls this).
+pub(crate) async fn with_request_id<F: std::future::Future>(id: String, work: F) -> F::Output {
+    CURRENT_REQUEST_ID.scope(id, work).await
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -21,14 +21,7 @@ use crate::shutdown::Shutdown;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-tokio::task_local! {
-    static CURRENT_REQUEST_ID: String;
-}
-
-/// The id of the request being served on this task, for error bodies and logs.
-pub fn current_request_id() -> Option<String> {
-    CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
-}
+pub use crate::error::current_request_id;
 
 /// What the kit needs from a service to wrap its routes.
 #[derive(Clone)]
@@ -145,7 +138,7 @@ async fn request_id_scope(request: Request, next: Next) -> Response {
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    CURRENT_REQUEST_ID.scope(id, next.run(request)).await
+    crate::error::with_request_id(id, next.run(request)).await
 }
 
 async fn record_metrics(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {

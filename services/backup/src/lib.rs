@@ -17,7 +17,6 @@ pub mod retention;
 pub mod s3;
 pub mod sources;
 pub mod transit;
-pub mod velero;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,7 +31,7 @@ use crate::engine::{Engine, Entry};
 use crate::format::{KeyWrap, LocalKey};
 use crate::policy::PolicySettings;
 use crate::s3::S3Settings;
-use crate::sources::{Folder, JetStream, Postgres, Source, SourceSettings, VaultServer};
+use crate::sources::{Folder, JetStream, Postgres, Source, SourceSettings, VaultServer, velero};
 
 /// How data keys are wrapped: by a Vault transit key (the key never leaves Vault), or by a key file.
 #[derive(Debug, Clone, Deserialize)]

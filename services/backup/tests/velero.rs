@@ -5,7 +5,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use backup::sources::Source;
-use backup::velero::{Velero, VeleroSettings};
+use backup::sources::velero::{Velero, VeleroSettings};
 use http::{Method, Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};

@@ -5,7 +5,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use crate::engine::ANNOTATION_PREFIX;
+/// The pod-template annotation that rolls a Deployment when its secret changes.
+pub const ANNOTATION_PREFIX: &str = "homestation.io/secret-";
 
 pub const FIELD_MANAGER: &str = "homestation-secrets-rotator";
 

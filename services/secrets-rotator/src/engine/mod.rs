@@ -27,8 +27,6 @@ use crate::policy::{Policy, Target, Verify};
 mod recovery;
 
 pub const SOURCE: &str = "secrets-rotator";
-/// The pod-template annotation that rolls a Deployment when its secret changes.
-pub const ANNOTATION_PREFIX: &str = "homestation.io/secret-";
 
 /// One rotation, as the audit trail shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]

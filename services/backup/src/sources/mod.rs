@@ -5,7 +5,9 @@
 //! - `vault`: an OpenBao/Vault raft snapshot (`GET /v1/sys/storage/raft/snapshot`), streamed from the response;
 //! - `jetstream`: every message of a JetStream stream, read by an ordered consumer, as JSON lines;
 //! - `folder`: a tar archive of a local folder (`tar --create`);
-//! - `velero`: a `velero.io/v1` Backup created and watched through the Kubernetes API ([`crate::velero`]).
+//! - `velero`: a `velero.io/v1` Backup created and watched through the Kubernetes API ([`velero`]).
+
+pub mod velero;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -71,7 +73,7 @@ pub enum SourceSettings {
     Folder {
         path: PathBuf,
     },
-    Velero(crate::velero::VeleroSettings),
+    Velero(velero::VeleroSettings),
 }
 
 impl SourceSettings {

@@ -17,8 +17,8 @@ use kube::api::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::{ByteStream, Opening, Source, SourceError};
 use crate::retention::SourceKind;
-use crate::sources::{ByteStream, Opening, Source, SourceError};
 
 pub const FIELD_MANAGER: &str = "homestation-backup";
 
