@@ -3,7 +3,10 @@
 
 pub mod api;
 pub mod argo;
+pub mod deploy;
+pub mod domain;
 pub mod mapping;
+pub mod store;
 pub mod sync;
 pub mod watch;
 pub mod webhook;
@@ -80,11 +83,26 @@ pub enum Error {
     Config(String),
     #[error("connecting to the Kubernetes API")]
     Kube(#[source] kube::Error),
+    #[error("deployments database")]
+    Database(#[from] sqlx::Error),
+    /// A read or change of an Argo CD Application through the Kubernetes API.
+    #[error("{what}")]
+    Argo {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{what}")]
+    Sync {
+        what: String,
+        #[source]
+        source: sync::SyncError,
+    },
 }
 
 pub struct Application {
     core: Core,
-    deployer: Arc<api::Deployer>,
+    deployer: Arc<deploy::Deployer>,
     config: Config,
 }
 
@@ -124,7 +142,7 @@ impl Application {
             },
             None => sync::Syncer::Kube(Box::new(applications.clone())),
         };
-        let deployer = Arc::new(api::Deployer {
+        let deployer = Arc::new(deploy::Deployer {
             pool: core.pool.clone(),
             applications,
             syncer,

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bus::{Envelope, Event};
-use chrono::{DateTime, Utc};
+use bus::Event;
+use chrono::Utc;
 use futures_util::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
@@ -21,10 +21,11 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::Error;
 use crate::argo::Application;
+use crate::domain::{Deployment, DeploymentStatus};
+use crate::store::{self, NewDeployment};
 use crate::sync::{self, FIELD_MANAGER};
-
-pub const SOURCE: &str = "deployer";
 
 pub mod names {
     pub const COMMIT_TO_LIVE: &str = "homestation_deploy_commit_to_live_seconds";
@@ -79,21 +80,7 @@ pub struct Watcher {
     pub health_deadline: Duration,
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct Open {
-    id: Uuid,
-    status: String,
-    committed_at: Option<DateTime<Utc>>,
-    webhook_at: Option<DateTime<Utc>>,
-    synced_at: Option<DateTime<Utc>>,
-    rollback_of: Option<Uuid>,
-}
-
 impl Watcher {
-    async fn announce(&self, tx: &mut sqlx::PgConnection, event: Event) -> sqlx::Result<()> {
-        bus::outbox::enqueue(tx, &Envelope::new(SOURCE, event)).await
-    }
-
     fn event(app: &Application, revision: &str, reason: Option<String>) -> bus::Deployment {
         bus::Deployment {
             app: app.name().to_owned(),
@@ -103,35 +90,24 @@ impl Watcher {
         }
     }
 
-    /// The newest deployment of this app and revision still in flight; a sync nobody asked the deployer
-    /// for gets one now.
-    async fn open_deployment(&self, app: &Application, revision: &str) -> sqlx::Result<Open> {
-        let found: Option<Open> = sqlx::query_as(
-            "SELECT id, status, committed_at, webhook_at, synced_at, rollback_of FROM deployments
-             WHERE namespace = $1 AND app = $2 AND commit = $3 ORDER BY webhook_at DESC NULLS LAST, id DESC LIMIT 1",
-        )
-        .bind(app.namespace())
-        .bind(app.name())
-        .bind(revision)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(open) = found {
-            return Ok(open);
+    /// The newest deployment of this app and revision; a sync nobody asked the deployer for gets one now.
+    async fn deployment_of(&self, app: &Application, revision: &str) -> Result<Deployment, Error> {
+        if let Some(found) =
+            store::newest(&self.pool, app.namespace(), app.name(), revision).await?
+        {
+            return Ok(found);
         }
-        sqlx::query_as(
-            "INSERT INTO deployments (id, namespace, app, commit, status) VALUES ($1, $2, $3, $4, 'requested')
-             RETURNING id, status, committed_at, webhook_at, synced_at, rollback_of",
-        )
-        .bind(Uuid::now_v7())
-        .bind(app.namespace())
-        .bind(app.name())
-        .bind(revision)
-        .fetch_one(&self.pool)
-        .await
+        let new = NewDeployment {
+            namespace: app.namespace(),
+            app: app.name(),
+            commit: revision,
+            ..Default::default()
+        };
+        Ok(store::insert(&self.pool, &new).await?)
     }
 
     /// Moves the app's deployment along from what Argo CD reports now.
-    pub async fn observe(&self, app: &Application) -> Result<(), String> {
+    pub async fn observe(&self, app: &Application) -> Result<(), Error> {
         let Some(status) = &app.status else {
             return Ok(());
         };
@@ -144,76 +120,49 @@ impl Watcher {
         if sync.status != "Synced" {
             return Ok(());
         }
-        let d = self
-            .open_deployment(app, revision)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
-        let db = |e: sqlx::Error| e.to_string();
-        if d.synced_at.is_none() && d.status == "requested" {
-            sqlx::query(
-                "UPDATE deployments SET status = 'synced', synced_at = now() WHERE id = $1",
-            )
-            .bind(d.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            self.announce(
-                &mut tx,
-                Event::DeploySynced(Self::event(app, revision, None)),
-            )
-            .await
-            .map_err(db)?;
+        let d = self.deployment_of(app, revision).await?;
+        let mut tx = self.pool.begin().await?;
+        if d.synced_at.is_none() && d.status == DeploymentStatus::Requested {
+            let event = Event::DeploySynced(Self::event(app, revision, None));
+            store::move_to(&mut tx, d.id, DeploymentStatus::Synced, None, Some(event)).await?;
         }
         let mut roll_back = None;
-        match (health.status.as_str(), d.status.as_str()) {
-            ("Healthy", "requested" | "synced") => {
-                sqlx::query(
-                    "UPDATE deployments SET status = 'healthy', healthy_at = now() WHERE id = $1",
-                )
-                .bind(d.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                self.announce(
-                    &mut tx,
-                    Event::DeployHealthy(Self::event(app, revision, None)),
-                )
-                .await
-                .map_err(db)?;
-                if let Some(start) = d.committed_at.or(d.webhook_at) {
-                    let seconds = (Utc::now() - start).num_milliseconds() as f64 / 1000.0;
-                    self.metrics.commit_to_live.observe(seconds.max(0.0));
+        if d.status.in_flight() {
+            match health.status.as_str() {
+                "Healthy" => {
+                    let event = Event::DeployHealthy(Self::event(app, revision, None));
+                    store::move_to(&mut tx, d.id, DeploymentStatus::Healthy, None, Some(event))
+                        .await?;
+                    if let Some(start) = d.committed_at.or(d.webhook_at) {
+                        let seconds = (Utc::now() - start).num_milliseconds() as f64 / 1000.0;
+                        self.metrics.commit_to_live.observe(seconds.max(0.0));
+                    }
+                    self.count(DeploymentStatus::Healthy);
                 }
-                self.count("healthy");
-            }
-            ("Degraded", "requested" | "synced") => {
-                let reason = format!(
-                    "Degraded after the sync of {revision}: {}",
-                    health.message.as_deref().unwrap_or("no message")
-                );
-                sqlx::query(
-                    "UPDATE deployments SET status = 'degraded', reason = $2 WHERE id = $1",
-                )
-                .bind(d.id)
-                .bind(&reason)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                self.announce(
-                    &mut tx,
-                    Event::DeployDegraded(Self::event(app, revision, Some(reason.clone()))),
-                )
-                .await
-                .map_err(db)?;
-                self.count("degraded");
-                if d.rollback_of.is_none() {
-                    roll_back = Some(reason);
+                "Degraded" => {
+                    let reason = format!(
+                        "Degraded after the sync of {revision}: {}",
+                        health.message.as_deref().unwrap_or("no message")
+                    );
+                    let event =
+                        Event::DeployDegraded(Self::event(app, revision, Some(reason.clone())));
+                    store::move_to(
+                        &mut tx,
+                        d.id,
+                        DeploymentStatus::Degraded,
+                        Some(&reason),
+                        Some(event),
+                    )
+                    .await?;
+                    self.count(DeploymentStatus::Degraded);
+                    if d.rollback_of.is_none() {
+                        roll_back = Some(reason);
+                    }
                 }
+                _ => {}
             }
-            _ => {}
         }
-        tx.commit().await.map_err(|e| e.to_string())?;
+        tx.commit().await?;
         self.outbox.notify_one();
         if let Some(reason) = roll_back {
             self.roll_back(app, d.id, revision, &reason).await?;
@@ -221,11 +170,13 @@ impl Watcher {
         Ok(())
     }
 
-    fn count(&self, outcome: &'static str) {
-        self.metrics
-            .deployments
-            .get_or_create(&OutcomeLabel { outcome })
-            .inc();
+    fn count(&self, ended: DeploymentStatus) {
+        if let Some(outcome) = ended.outcome() {
+            self.metrics
+                .deployments
+                .get_or_create(&OutcomeLabel { outcome })
+                .inc();
+        }
     }
 
     /// Syncs the app back to the newest revision that was Healthy before `bad`, once.
@@ -235,17 +186,10 @@ impl Watcher {
         bad: Uuid,
         revision: &str,
         why: &str,
-    ) -> Result<(), String> {
-        let previous: Option<String> = sqlx::query_scalar(
-            "SELECT commit FROM deployments WHERE namespace = $1 AND app = $2 AND status = 'healthy' AND commit <> $3
-             ORDER BY healthy_at DESC LIMIT 1",
-        )
-        .bind(app.namespace())
-        .bind(app.name())
-        .bind(revision)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| e.to_string())?;
+    ) -> Result<(), Error> {
+        let previous =
+            store::last_healthy_other_than(&self.pool, app.namespace(), app.name(), revision)
+                .await?;
         let history = app
             .status
             .as_ref()
@@ -258,12 +202,7 @@ impl Watcher {
         }) else {
             let reason =
                 format!("{why}; no earlier healthy revision in Argo CD's history to roll back to");
-            sqlx::query("UPDATE deployments SET reason = $2 WHERE id = $1")
-                .bind(bad)
-                .bind(&reason)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| e.to_string())?;
+            store::set_reason(&self.pool, bad, &reason).await?;
             tracing::warn!(app = app.name(), %reason, "not rolled back");
             return Ok(());
         };
@@ -280,42 +219,42 @@ impl Watcher {
                     &Patch::Merge(&json!({ "spec": { "syncPolicy": { "automated": null } } })),
                 )
                 .await
-                .map_err(|e| format!("suspending auto-sync: {e}"))?;
+                .map_err(|source| Error::Argo {
+                    what: "suspending auto-sync".into(),
+                    source,
+                })?;
             reason.push_str("; auto-sync is suspended until someone turns it back on");
         }
         self.syncer
             .sync(app.name(), &target, &format!("HomeStation rollback: {why}"))
             .await
-            .map_err(|e| format!("writing the rollback: {e}"))?;
-        let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
-        let db = |e: sqlx::Error| e.to_string();
-        sqlx::query("UPDATE deployments SET status = 'rolled_back', reason = $2 WHERE id = $1")
-            .bind(bad)
-            .bind(&reason)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query(
-            "INSERT INTO deployments (id, namespace, app, commit, status, sync_requested_at, rollback_of, reason)
-             VALUES ($1, $2, $3, $4, 'requested', now(), $5, 'rollback')",
-        )
-        .bind(Uuid::now_v7())
-        .bind(app.namespace())
-        .bind(app.name())
-        .bind(&target)
-        .bind(bad)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        self.announce(
+            .map_err(|source| Error::Sync {
+                what: "writing the rollback".into(),
+                source,
+            })?;
+        let mut tx = self.pool.begin().await?;
+        let event = Event::DeployRolledBack(Self::event(app, revision, Some(reason.clone())));
+        store::move_to(
             &mut tx,
-            Event::DeployRolledBack(Self::event(app, revision, Some(reason.clone()))),
+            bad,
+            DeploymentStatus::RolledBack,
+            Some(&reason),
+            Some(event),
         )
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        .await?;
+        let rollback = NewDeployment {
+            namespace: app.namespace(),
+            app: app.name(),
+            commit: &target,
+            sync_requested: true,
+            reason: Some("rollback"),
+            rollback_of: Some(bad),
+            ..Default::default()
+        };
+        store::insert(&mut *tx, &rollback).await?;
+        tx.commit().await?;
         self.outbox.notify_one();
-        self.count("rolled_back");
+        self.count(DeploymentStatus::RolledBack);
         tracing::warn!(app = app.name(), %reason, "deployment rolled back");
         Ok(())
     }
@@ -331,37 +270,35 @@ impl Watcher {
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
             if let Err(e) = self.deadlines_passed().await {
-                tracing::warn!(error = %e, "checking health deadlines failed");
+                tracing::warn!(error = %service_kit::service::error_chain(&e), "checking health deadlines failed");
             }
         }
     }
 
     /// One pass of [`Watcher::check_deadlines`].
-    pub async fn deadlines_passed(&self) -> Result<usize, String> {
-        let late: Vec<(Uuid, String, String)> = sqlx::query_as(
-            "SELECT id, app, commit FROM deployments
-             WHERE status = 'synced' AND rollback_of IS NULL AND synced_at < now() - make_interval(secs => $1)",
-        )
-        .bind(self.health_deadline.as_secs_f64())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| e.to_string())?;
-        for (id, name, commit) in &late {
+    pub async fn deadlines_passed(&self) -> Result<usize, Error> {
+        let late = store::late(&self.pool, self.health_deadline).await?;
+        for store::Late {
+            id,
+            app: name,
+            commit,
+        } in &late
+        {
             let app = self
                 .applications
                 .get(name)
                 .await
-                .map_err(|e| format!("reading {name}: {e}"))?;
+                .map_err(|source| Error::Argo {
+                    what: format!("reading {name}"),
+                    source,
+                })?;
             let why = format!(
                 "not Healthy {} s after the sync of {commit}",
                 self.health_deadline.as_secs()
             );
-            sqlx::query("UPDATE deployments SET status = 'degraded', reason = $2 WHERE id = $1")
-                .bind(id)
-                .bind(&why)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut tx = self.pool.begin().await?;
+            store::move_to(&mut tx, *id, DeploymentStatus::Degraded, Some(&why), None).await?;
+            tx.commit().await?;
             self.roll_back(&app, *id, commit, &why).await?;
         }
         Ok(late.len())
@@ -380,7 +317,7 @@ impl Watcher {
                 next = stream.next() => match next {
                     Some(Ok(app)) => {
                         if let Err(e) = self.observe(&app).await {
-                            tracing::warn!(app = app.name(), error = %e, "recording an Application change failed");
+                            tracing::warn!(app = app.name(), error = %service_kit::service::error_chain(&e), "recording an Application change failed");
                         }
                     }
                     Some(Err(e)) => tracing::warn!(error = %e, "watching Applications failed; resuming"),
