@@ -70,7 +70,12 @@ def test_an_app_is_planned_whole_and_a_second_run_finds_it_taken(small_repo: Pat
     out = capsys.readouterr().out
     for path in (
         "services/media-sync/src/lib.rs",
+        "services/media-sync/src/config.rs",
+        "services/media-sync/src/api.rs",
+        "services/media-sync/src/domain.rs",
+        "services/media-sync/src/store.rs",
         "services/media-sync/src/events.rs",
+        "services/media-sync/src/metrics.rs",
         "services/media-sync/tests/service.rs",
         "services/media-sync/migrations/20260101000001_init.sql",
         "services/media-sync/project.json",
@@ -81,8 +86,9 @@ def test_an_app_is_planned_whole_and_a_second_run_finds_it_taken(small_repo: Pat
         assert (small_repo / path).is_file(), path
         assert f"created {path}" in out
     lib = (small_repo / "services/media-sync/src/lib.rs").read_text()
-    assert 'const NAME: &\'static str = "media-sync";' in lib and "media_sync" in lib and "@@" not in lib
-    assert "HOMESTATION_MEDIA_SYNC__" in lib
+    config = (small_repo / "services/media-sync/src/config.rs").read_text()
+    assert 'const NAME: &\'static str = "media-sync";' in lib and "@@" not in lib + config
+    assert "media_sync" in config and "HOMESTATION_MEDIA_SYNC__" in config
     assert "apps/media-sync.json" in (small_repo / "dashboards/kustomization.yaml").read_text()
     assert 'service=\\"media-sync\\"' in (small_repo / "dashboards/apps/media-sync.json").read_text()
     access = (small_repo / "libs/bus/src/access.rs").read_text()

@@ -1,11 +1,17 @@
-//! @@crate@@'s REST API. Routes here sit behind the kit's authentication; `Identity::require` says who may call them.
+//! @@crate@@'s REST API: thin handlers (parse, call the store, answer). Routes here sit behind the kit's
+//! authentication; `Identity::require` says who may call them.
 
-use axum::extract::{Query, State};
+use axum::Router;
+use axum::extract::State;
 use axum::routing::get;
-use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use service_kit::{ApiError, Identity, Role};
+use serde::Deserialize;
+use service_kit::error::{ApiResult, ErrorBody};
+use service_kit::extract::Query;
+use service_kit::{Identity, Role};
+use utoipa::{IntoParams, OpenApi};
+
+use crate::domain::{DeploymentHeard, Limit};
+use crate::store;
 
 pub fn router(pool: sqlx::PgPool) -> Router {
     Router::new()
@@ -13,37 +19,36 @@ pub fn router(pool: sqlx::PgPool) -> Router {
         .with_state(pool)
 }
 
-#[derive(Debug, Deserialize)]
+/// The OpenAPI document this service serves on `/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    service_kit::openapi::document(ApiDoc::openapi())
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "HomeStation @@crate@@", description = "The deployments @@crate@@ heard of on the bus."),
+    paths(deployments),
+    components(schemas(ErrorBody, DeploymentHeard))
+)]
+pub struct ApiDoc;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentsQuery {
+    /// How many, newest first: 1 to 500 (50).
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct DeploymentHeard {
-    pub app: String,
-    pub revision: String,
-    pub status: String,
-    pub occurred_at: DateTime<Utc>,
-}
-
 /// The deployments heard on the bus, newest first (Viewer).
+#[utoipa::path(get, path = "/v1/deployments", params(DeploymentsQuery),
+    responses((status = 200, body = Vec<DeploymentHeard>), (status = 400, body = ErrorBody)))]
 async fn deployments(
     State(pool): State<sqlx::PgPool>,
     identity: Identity,
     Query(query): Query<DeploymentsQuery>,
-) -> Result<Json<Vec<DeploymentHeard>>, ApiError> {
+) -> ApiResult<axum::Json<Vec<DeploymentHeard>>> {
     identity.require(Role::Viewer)?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
-    }
-    let rows = sqlx::query_as::<_, DeploymentHeard>(
-        "SELECT app, revision, status, occurred_at FROM deployments_heard
-         ORDER BY occurred_at DESC LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(&pool)
-    .await?;
-    Ok(Json(rows))
+    let limit = Limit::parse(query.limit)?;
+    Ok(axum::Json(store::recent(&pool, limit).await?))
 }

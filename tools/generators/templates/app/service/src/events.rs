@@ -1,32 +1,33 @@
 //! The events @@crate@@ handles: each `deploy.v1.*` event is recorded once, whatever the redeliveries.
 
-use bus::{Envelope, Event, HandleError, Handler};
+use bus::{Envelope, HandleError, Handler};
+
+use crate::domain::HeardStatus;
+use crate::metrics::Metrics;
+use crate::store;
 
 pub struct Recorder {
     pub pool: sqlx::PgPool,
+    pub metrics: Metrics,
 }
 
 impl Handler for Recorder {
     async fn handle(&self, envelope: Envelope) -> Result<(), HandleError> {
-        let (status, deployment) = match &envelope.event {
-            Event::DeploySynced(d) => ("synced", d),
-            Event::DeployHealthy(d) => ("healthy", d),
-            Event::DeployDegraded(d) => ("degraded", d),
-            Event::DeployRolledBack(d) => ("rolled_back", d),
-            _ => return Ok(()),
+        let Some((status, deployment)) = HeardStatus::of(&envelope.event) else {
+            return Ok(());
         };
-        sqlx::query(
-            "INSERT INTO deployments_heard (event_id, app, revision, status, occurred_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+        let recorded = store::record(
+            &self.pool,
+            envelope.id,
+            deployment,
+            status,
+            envelope.occurred_at,
         )
-        .bind(envelope.id)
-        .bind(&deployment.app)
-        .bind(&deployment.revision)
-        .bind(status)
-        .bind(envelope.occurred_at)
-        .execute(&self.pool)
         .await
         .map_err(|e| HandleError::Retry(format!("database: {e}")))?;
+        if recorded {
+            self.metrics.deployments_heard.inc();
+        }
         Ok(())
     }
 }

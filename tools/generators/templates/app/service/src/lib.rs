@@ -1,41 +1,24 @@
 //! @@crate@@: a HomeStation service. It records the deployments it hears of on the bus
 //! (`deploy.v1.*`) and serves them at `GET /v1/deployments`; replace that with what it is for.
+//!
+//! Its shape is every service's: `config.rs` (settings), `api.rs` (thin handlers), `domain.rs` (parsed
+//! types and statuses), `store.rs` (all SQL), `events.rs` (what it handles from the bus), `metrics.rs`,
+//! and one file per outside system it talks to.
 
 pub mod api;
+pub mod config;
+pub mod domain;
 pub mod events;
+pub mod metrics;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use serde::Deserialize;
 use service_core::Core;
-use service_kit::auth::AuthSettings;
-use service_kit::{DatabaseSettings, HttpSettings, NatsSettings, Shutdown};
+use service_kit::Shutdown;
 
-/// `HOMESTATION_@@env@@__…` variables and the files of `HOMESTATION_CONFIG_FILE` fill this.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub http: HttpSettings,
-    pub database: DatabaseSettings,
-    pub nats: NatsSettings,
-    pub auth: AuthSettings,
-    pub consumer: bus::ConsumerSettings,
-    pub shutdown_grace_secs: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            http: HttpSettings::with_port(8080),
-            database: DatabaseSettings::local("@@module@@"),
-            nats: NatsSettings::default(),
-            auth: AuthSettings::default(),
-            consumer: bus::ConsumerSettings::default(),
-            shutdown_grace_secs: 10,
-        }
-    }
-}
+pub use config::Config;
 
 /// Why it could not start; add variants for what this service opens beyond the core.
 pub type Error = service_core::Error;
@@ -43,6 +26,7 @@ pub type Error = service_core::Error;
 pub struct Application {
     core: Core,
     consumer: bus::ConsumerSettings,
+    metrics: metrics::Metrics,
 }
 
 impl Application {
@@ -63,19 +47,27 @@ impl service_kit::Service for Application {
             &sqlx::migrate!("./migrations"),
         )
         .await?;
+        let metrics = metrics::Metrics::new(&core.metrics);
         Ok(Self {
             core,
             consumer: config.consumer,
+            metrics,
         })
     }
 
     async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), Error> {
         let pool = self.core.pool.clone();
-        let mut running = self
-            .core
-            .serve(api::router(pool.clone()), axum::Router::new(), &shutdown);
+        let mut running = self.core.serve(
+            api::router(pool.clone()),
+            service_kit::openapi::router(api::openapi()),
+            &shutdown,
+        );
         let spec = bus::ConsumerSpec::with_settings(Self::NAME, &[bus::Stream::Deploy], &self.consumer);
-        running.consume("consumers", spec, Arc::new(events::Recorder { pool }));
+        let recorder = events::Recorder {
+            pool,
+            metrics: self.metrics,
+        };
+        running.consume("consumers", spec, Arc::new(recorder));
         running.until_stopped().await
     }
 }

@@ -78,5 +78,32 @@ async fn deployments_heard_on_the_bus_are_listed_once_for_viewers() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 
+    // Its API is described without an identity, and what it recorded is counted once.
+    let doc: serde_json::Value = client
+        .get(format!("{base}/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/v1/deployments"]["get"].is_object(), "{doc}");
+    assert_eq!(
+        doc["components"]["schemas"]["HeardStatus"]["enum"],
+        serde_json::json!(["synced", "healthy", "degraded", "rolled_back"])
+    );
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("homestation_@@module@@_deployments_heard_total{service=\"@@crate@@\"} 1\n"),
+        "{metrics}"
+    );
+
     app.stop().await.expect("@@crate@@ stops cleanly");
 }
