@@ -99,3 +99,12 @@ def test_no_import_cycle_between_the_modules_of_a_crate() -> None:
 def test_the_cycle_finder_finds_one() -> None:
     assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) is not None
     assert cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_no_rust_file_outside_the_tests_is_over_600_lines() -> None:
+    files = [
+        f for crate in (Path(p["manifest_path"]).parent for p in metadata()["packages"]) for f in (crate / "src").rglob("*.rs")
+    ]
+    assert len(files) > 50
+    long = {str(f.relative_to(ROOT)): n for f in files if (n := len(f.read_text().splitlines())) > 600}
+    assert long == {}
