@@ -210,6 +210,16 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<String, CliError> {
+    // Local commands first: they need no server, and no config file (a broken one must not stop them).
+    let command = match cli.command {
+        Command::Bus(command) => return bus::run(command),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "homestation", &mut out);
+            return Ok(String::from_utf8(out).expect("completion scripts are text"));
+        }
+        other => other,
+    };
     let explicit: std::collections::BTreeMap<&'static str, String> = [
         (Service::Inventory, &cli.server),
         (Service::EdgeRegistry, &cli.edge_server),
@@ -221,21 +231,19 @@ async fn run(cli: Cli) -> Result<String, CliError> {
     .filter_map(|(service, url)| url.clone().map(|u| (service.name(), u)))
     .collect();
     let config_path = context::config_path();
-    let resolved = context::Resolved::new(
-        &context::Config::load(&config_path)?,
-        cli.context.as_deref(),
-        &explicit,
-    )?;
-    let command = match cli.command {
-        Command::Bus(command) => return bus::run(command),
-        Command::Context(command) => return context::run(command, &config_path, &resolved),
-        Command::Completions { shell } => {
-            let mut out = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "homestation", &mut out);
-            return Ok(String::from_utf8(out).expect("completion scripts are text"));
+    let config = context::Config::load(&config_path);
+    let command = match command {
+        // Context commands read the file themselves and say what is wrong with it.
+        Command::Context(command) => {
+            let resolved = match &config {
+                Ok(config) => context::Resolved::new(config, cli.context.as_deref(), &explicit)?,
+                Err(_) => context::Resolved::new(&context::Config::default(), None, &explicit)?,
+            };
+            return context::run(command, &config_path, &resolved);
         }
         other => other,
     };
+    let resolved = context::Resolved::new(&config?, cli.context.as_deref(), &explicit)?;
     let (service, timeout) = match command {
         Command::Edge(_) => (Service::EdgeRegistry, client::TIMEOUT),
         // Verifying, restoring and drilling take as long as the backup is big.

@@ -11,6 +11,8 @@ async fn homestation(server: &str, token: &str, args: &[&str]) -> Output {
         .args(args)
         .env("HOMESTATION_BACKUP_SERVER", server)
         .env("HOMESTATION_TOKEN", token)
+        // No contexts of whoever runs the tests: an absent config file.
+        .env("HOMESTATION_CONFIG", "/nonexistent/homestation/config.toml")
         .env_remove("HOMESTATION_TOKEN_FILE")
         .output()
         .await

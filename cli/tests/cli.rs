@@ -39,6 +39,8 @@ async fn homestation(server: &str, token: Option<&str>, args: &[&str]) -> Output
         .args(args)
         .env("HOMESTATION_SERVER", server)
         .env_remove("HOMESTATION_TOKEN")
+        // No contexts of whoever runs the tests: an absent config file.
+        .env("HOMESTATION_CONFIG", "/nonexistent/homestation/config.toml")
         .env_remove("HOMESTATION_TOKEN_FILE");
     if let Some(token) = token {
         command.env("HOMESTATION_TOKEN", token);
@@ -200,6 +202,7 @@ async fn the_token_can_come_from_a_file() {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_homestation"))
         .args(["services", "list"])
         .env("HOMESTATION_SERVER", &lab.server)
+        .env("HOMESTATION_CONFIG", "/nonexistent/homestation/config.toml")
         .env_remove("HOMESTATION_TOKEN")
         .env("HOMESTATION_TOKEN_FILE", &file)
         .output()

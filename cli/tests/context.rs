@@ -188,6 +188,19 @@ fn bad_names_and_files_are_errors_that_say_what_exists() {
         "{}",
         stderr(&broken)
     );
+    let status = homestation(&config, &[], &["status"]);
+    assert_eq!(status.status.code(), Some(2));
+    assert!(
+        stderr(&status).contains("unknown field `token`"),
+        "{}",
+        stderr(&status)
+    );
+    // Local commands need no config file, so a broken one does not stop them.
+    assert!(
+        homestation(&config, &[], &["completions", "bash"])
+            .status
+            .success()
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
