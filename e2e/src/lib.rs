@@ -152,22 +152,46 @@ impl Drop for Receiver {
     }
 }
 
-/// Polls `{base}/readyz` every 5 ms (the resolution of the recover-time figures) until it answers 200;
-/// panics after a minute.
-pub async fn ready(client: &reqwest::Client, base: &str) {
+/// Why a service did not answer ready.
+enum NotReady {
+    /// Its log says its HTTP port was taken before it could bind it.
+    PortTaken,
+    /// A minute went by.
+    Late,
+}
+
+/// Polls `{base}/readyz` every 5 ms (the resolution of the recover-time figures) until it answers 200, for
+/// a minute at most; stops early when `log` (the service's, if given) says its address is in use.
+async fn wait_ready(
+    client: &reqwest::Client,
+    base: &str,
+    log: Option<&Path>,
+) -> Result<(), NotReady> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(r) = client.get(format!("{base}/readyz")).send().await
             && r.status().is_success()
         {
-            return;
+            return Ok(());
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{base} was not ready within a minute"
-        );
+        if log.is_some_and(|log| {
+            std::fs::read_to_string(log).is_ok_and(|text| text.contains("Address already in use"))
+        }) {
+            return Err(NotReady::PortTaken);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(NotReady::Late);
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Waits until `{base}/readyz` answers 200; panics after a minute.
+pub async fn ready(client: &reqwest::Client, base: &str) {
+    assert!(
+        wait_ready(client, base, None).await.is_ok(),
+        "{base} was not ready within a minute"
+    );
 }
 
 /// One service binary of the lab under its supervisor, its HTTP address and its log.
@@ -188,10 +212,7 @@ impl Service {
         let port = free_port();
         let mut launch_on_port = launch.clone();
         launch_on_port.env.push((
-            format!(
-                "HOMESTATION_{}__HTTP__PORT",
-                name.to_uppercase().replace('-', "_")
-            ),
+            format!("{}HTTP__PORT", service_kit::config::env_prefix(name)),
             port.to_string(),
         ));
         Self {
@@ -209,30 +230,20 @@ impl Service {
     /// again on another port (up to three times). Anything else panics after a minute with its log.
     async fn settle(&mut self, client: &reqwest::Client) {
         for _ in 0..3 {
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            while std::time::Instant::now() < deadline {
-                if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
-                    && r.status().is_success()
-                {
-                    return;
+            match wait_ready(client, &self.base, Some(&self.log)).await {
+                Ok(()) => return,
+                Err(NotReady::Late) => break,
+                Err(NotReady::PortTaken) => {
+                    eprintln!(
+                        "{}: {} was taken; starting it on another port",
+                        self.name, self.base
+                    );
+                    self.supervisor.stop();
+                    // The next try reads only its own log.
+                    let _ = std::fs::remove_file(&self.log);
+                    *self = Self::start(self.name, self.launch.clone(), self.database.clone());
                 }
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                if log.contains("Address already in use") {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            if std::time::Instant::now() >= deadline {
-                break;
-            }
-            eprintln!(
-                "{}: {} was taken; starting it on another port",
-                self.name, self.base
-            );
-            self.supervisor.stop();
-            // The next try reads only its own log.
-            let _ = std::fs::remove_file(&self.log);
-            *self = Self::start(self.name, self.launch.clone(), self.database.clone());
         }
         panic!(
             "{} ({}) was not ready within a minute; its log:\n{}",
