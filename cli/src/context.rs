@@ -46,37 +46,29 @@ impl Service {
         Self::Deployer,
     ];
 
-    /// The name a context's `servers` table uses (the service's own).
-    pub fn name(self) -> &'static str {
+    /// Its name (a context's `servers` table uses it), its route's host under the lab's domain (lab.yaml:
+    /// `<route>.<domain>`), and the port `make dev` serves it on.
+    fn facts(self) -> (&'static str, &'static str, u16) {
         match self {
-            Self::Inventory => "inventory",
-            Self::EdgeRegistry => "edge-registry",
-            Self::Backup => "backup",
-            Self::SecretsRotator => "secrets-rotator", // pragma: allowlist secret
-            Self::Deployer => "deployer",
+            Self::Inventory => ("inventory", "inventory", 8080),
+            Self::EdgeRegistry => ("edge-registry", "edge", 8082),
+            Self::Backup => ("backup", "backup", 8083),
+            Self::SecretsRotator => ("secrets-rotator", "secrets", 8085), // pragma: allowlist secret
+            Self::Deployer => ("deployer", "deploy", 8086),
         }
     }
 
-    /// Its route's host under the lab's domain (lab.yaml: `<route>.<domain>`).
+    pub fn name(self) -> &'static str {
+        self.facts().0
+    }
+
     fn route(self) -> &'static str {
-        match self {
-            Self::Inventory => "inventory",
-            Self::EdgeRegistry => "edge",
-            Self::Backup => "backup",
-            Self::SecretsRotator => "secrets", // pragma: allowlist secret
-            Self::Deployer => "deploy",
-        }
+        self.facts().1
     }
 
     /// Where `make dev` serves it.
-    fn dev_url(self) -> &'static str {
-        match self {
-            Self::Inventory => "http://127.0.0.1:8080",
-            Self::EdgeRegistry => "http://127.0.0.1:8082",
-            Self::Backup => "http://127.0.0.1:8083",
-            Self::SecretsRotator => "http://127.0.0.1:8085", // pragma: allowlist secret
-            Self::Deployer => "http://127.0.0.1:8086",
-        }
+    fn dev_url(self) -> String {
+        format!("http://127.0.0.1:{}", self.facts().2)
     }
 
     fn parse(name: &str) -> Result<Self, CliError> {
@@ -212,7 +204,7 @@ impl Resolved {
                     .get(s.name())
                     .cloned()
                     .or_else(|| context.and_then(|(_, c)| c.url(s)))
-                    .unwrap_or_else(|| s.dev_url().to_owned());
+                    .unwrap_or_else(|| s.dev_url());
                 (s.name(), url)
             })
             .collect();
@@ -268,9 +260,13 @@ fn service_url(raw: &str) -> Result<(String, String), String> {
     Ok((service.to_owned(), url.trim_end_matches('/').to_owned()))
 }
 
-/// Runs a context command against the config file at `path`; `resolved` is what is in effect now.
-pub fn run(command: ContextCommand, path: &Path, resolved: &Resolved) -> Result<String, CliError> {
-    let mut config = Config::load(path)?;
+/// Runs a context command on `config`, the file at `path`; `resolved` is what is in effect now.
+pub fn run(
+    command: ContextCommand,
+    path: &Path,
+    mut config: Config,
+    resolved: &Resolved,
+) -> Result<String, CliError> {
     match command {
         ContextCommand::List => {
             if config.contexts.is_empty() {

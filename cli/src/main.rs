@@ -231,19 +231,14 @@ async fn run(cli: Cli) -> Result<String, CliError> {
     .filter_map(|(service, url)| url.clone().map(|u| (service.name(), u)))
     .collect();
     let config_path = context::config_path();
-    let config = context::Config::load(&config_path);
+    let config = context::Config::load(&config_path)?;
+    let resolved = context::Resolved::new(&config, cli.context.as_deref(), &explicit)?;
     let command = match command {
-        // Context commands read the file themselves and say what is wrong with it.
         Command::Context(command) => {
-            let resolved = match &config {
-                Ok(config) => context::Resolved::new(config, cli.context.as_deref(), &explicit)?,
-                Err(_) => context::Resolved::new(&context::Config::default(), None, &explicit)?,
-            };
-            return context::run(command, &config_path, &resolved);
+            return context::run(command, &config_path, config, &resolved);
         }
         other => other,
     };
-    let resolved = context::Resolved::new(&config?, cli.context.as_deref(), &explicit)?;
     let (service, timeout) = match command {
         Command::Edge(_) => (Service::EdgeRegistry, client::TIMEOUT),
         // Verifying, restoring and drilling take as long as the backup is big.
