@@ -11,6 +11,14 @@ use uuid::Uuid;
 
 use crate::domain::{Deployment, DeploymentStatus};
 
+/// The columns of a [`Deployment`], for every query that reads one.
+macro_rules! deployment_columns {
+    () => {
+        "id, namespace, app, commit, delivery, committed_at, webhook_at, sync_requested_at, synced_at, \
+         healthy_at, status, reason, rollback_of"
+    };
+}
+
 /// The source name on every event the deployer publishes.
 pub const SOURCE: &str = "deployer";
 
@@ -56,13 +64,13 @@ pub async fn insert(db: impl PgExecutor<'_>, new: &NewDeployment<'_>) -> sqlx::R
     } else {
         DeploymentStatus::Requested
     };
-    sqlx::query_as(
+    sqlx::query_as(concat!(
         "INSERT INTO deployments (id, namespace, app, commit, delivery, committed_at, webhook_at, sync_requested_at,
                                   status, reason, rollback_of)
          VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN now() END, $9, $10, $11)
-         RETURNING id, namespace, app, commit, delivery, committed_at, webhook_at, sync_requested_at, synced_at,
-                   healthy_at, status, reason, rollback_of",
-    )
+         RETURNING ",
+        deployment_columns!()
+    ))
     .bind(Uuid::now_v7())
     .bind(new.namespace)
     .bind(new.app)
@@ -84,11 +92,11 @@ pub async fn list(
     app: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<Deployment>> {
-    sqlx::query_as(
-        "SELECT id, namespace, app, commit, delivery, committed_at, webhook_at, sync_requested_at, synced_at,
-                healthy_at, status, reason, rollback_of
-         FROM deployments WHERE $1::text IS NULL OR app = $1 ORDER BY webhook_at DESC LIMIT $2",
-    )
+    sqlx::query_as(concat!(
+        "SELECT ",
+        deployment_columns!(),
+        " FROM deployments WHERE $1::text IS NULL OR app = $1 ORDER BY webhook_at DESC LIMIT $2"
+    ))
     .bind(app)
     .bind(limit)
     .fetch_all(db)
@@ -102,12 +110,12 @@ pub async fn newest(
     app: &str,
     commit: &str,
 ) -> sqlx::Result<Option<Deployment>> {
-    sqlx::query_as(
-        "SELECT id, namespace, app, commit, delivery, committed_at, webhook_at, sync_requested_at, synced_at,
-                healthy_at, status, reason, rollback_of
-         FROM deployments WHERE namespace = $1 AND app = $2 AND commit = $3
-         ORDER BY webhook_at DESC NULLS LAST, id DESC LIMIT 1",
-    )
+    sqlx::query_as(concat!(
+        "SELECT ",
+        deployment_columns!(),
+        " FROM deployments WHERE namespace = $1 AND app = $2 AND commit = $3
+         ORDER BY webhook_at DESC NULLS LAST, id DESC LIMIT 1"
+    ))
     .bind(namespace)
     .bind(app)
     .bind(commit)
