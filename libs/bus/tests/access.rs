@@ -269,7 +269,7 @@ async fn a_removed_node_is_refused_at_once_and_loses_its_connection_within_the_t
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let connected =
         async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
-            .custom_inbox_prefix(service_kit::NatsSettings::inbox_prefix(&user))
+            .custom_inbox_prefix(runtime::inbox_prefix(&user))
             .event_callback(move |event| {
                 let tx = tx.clone();
                 async move {

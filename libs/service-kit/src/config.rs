@@ -174,17 +174,12 @@ impl Default for NatsSettings {
 }
 
 impl NatsSettings {
-    /// The prefix of `user`'s reply subjects: the bus lets each identity subscribe under its own only.
-    pub fn inbox_prefix(user: &str) -> String {
-        runtime::inbox_prefix(user)
-    }
-
     /// Connects as `name` (or the configured user) with the configured password.
     pub async fn connect(&self, name: &str) -> Result<async_nats::Client, ConfigError> {
         let user = self.user.as_deref().unwrap_or(name);
         let mut options = async_nats::ConnectOptions::new()
             .name(name)
-            .custom_inbox_prefix(Self::inbox_prefix(user))
+            .custom_inbox_prefix(runtime::inbox_prefix(user))
             .connection_timeout(Duration::from_secs(self.connect_timeout_secs))
             .retry_on_initial_connect();
         if let Some(password) = &self.password {

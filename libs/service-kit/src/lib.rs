@@ -12,8 +12,9 @@ pub mod names;
 pub mod openapi;
 pub mod service;
 
-// The process runtime (shutdown, logs and traces, TLS provider) is the runtime crate's, shared with the edge agent.
-pub use runtime::{install_crypto_provider, shutdown, telemetry};
+// The process runtime (shutdown, logs and traces, TLS provider, the NATS inbox rule) is the runtime
+// crate's, shared with the edge agent.
+pub use runtime::{inbox_prefix, install_crypto_provider, shutdown, telemetry};
 
 pub use auth::{Authenticator, Identity, Role};
 pub use config::{

@@ -109,7 +109,7 @@ pub async fn connect_once(
         None => async_nats::ConnectOptions::new(),
     };
     options
-        .custom_inbox_prefix(service_kit::NatsSettings::inbox_prefix(
+        .custom_inbox_prefix(service_kit::inbox_prefix(
             user.map_or("anonymous", |(u, _)| u),
         ))
         .connection_timeout(Duration::from_secs(3))
