@@ -3,9 +3,12 @@
 
 pub mod api;
 pub mod argo;
+pub mod config;
 pub mod deploy;
 pub mod domain;
+pub mod events;
 pub mod mapping;
+pub mod metrics;
 pub mod store;
 pub mod sync;
 pub mod watch;
@@ -15,65 +18,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
-use serde::Deserialize;
 use service_core::Core;
-use service_kit::auth::AuthSettings;
-use service_kit::{DatabaseSettings, HttpSettings, NatsSettings, Shutdown};
+use service_kit::Shutdown;
 
-/// Argo CD's REST API, used for syncs instead of patching Applications through the Kubernetes API.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ArgoApiSettings {
-    pub url: String,
-    /// An Argo CD API token with `sync` on the applications.
-    pub token: SecretString,
-}
-
-/// A Git repository whose pushes deploy, and the secret its webhook is signed with.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Repository {
-    pub url: String,
-    /// GitHub's and Gitea's webhook secret, or GitLab's secret token.
-    pub secret: SecretString,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub http: HttpSettings,
-    pub database: DatabaseSettings,
-    pub nats: NatsSettings,
-    pub auth: AuthSettings,
-    pub repositories: Vec<Repository>,
-    /// Where Argo CD's Application objects live.
-    pub argocd_namespace: String,
-    /// Ask for syncs through Argo CD's REST API rather than the Kubernetes API.
-    pub argocd_api: Option<ArgoApiSettings>,
-    /// How long a synced app has to become Healthy before it is rolled back.
-    pub health_deadline_secs: u64,
-    /// Follow Applications (timeline, events, rollback). Off, the deployer only turns webhooks into syncs.
-    pub watch: bool,
-    pub shutdown_grace_secs: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            http: HttpSettings::with_port(8086),
-            database: DatabaseSettings::local("deployer"),
-            nats: NatsSettings::default(),
-            auth: AuthSettings::default(),
-            repositories: Vec::new(),
-            argocd_namespace: "argocd".into(),
-            argocd_api: None,
-            health_deadline_secs: 300,
-            watch: true,
-            shutdown_grace_secs: 10,
-        }
-    }
-}
+pub use config::{ArgoApiSettings, Config, Repository};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -177,7 +125,7 @@ impl service_kit::Service for Application {
             applications: self.deployer.applications.clone(),
             syncer: self.deployer.syncer.clone(),
             outbox: core.outbox.clone(),
-            metrics: watch::DeployMetrics::new(&core.metrics),
+            metrics: metrics::DeployMetrics::new(&core.metrics),
             health_deadline: Duration::from_secs(self.config.health_deadline_secs),
         });
         let mut running = core.serve(

@@ -19,9 +19,6 @@ macro_rules! deployment_columns {
     };
 }
 
-/// The source name on every event the deployer publishes.
-pub const SOURCE: &str = "deployer";
-
 /// Records a webhook delivery; false when it was handled before (a replay carries the same id).
 pub async fn first_delivery(
     db: impl PgExecutor<'_>,
@@ -144,7 +141,7 @@ pub async fn move_to(
     .execute(&mut *tx)
     .await?;
     if let Some(event) = event {
-        bus::outbox::enqueue(tx, &Envelope::new(SOURCE, event)).await?;
+        bus::outbox::enqueue(tx, &Envelope::new(crate::events::SOURCE, event)).await?;
     }
     Ok(())
 }

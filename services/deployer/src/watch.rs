@@ -6,15 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bus::Event;
 use chrono::Utc;
 use futures_util::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 use serde_json::json;
 use service_kit::Shutdown;
 use sqlx::PgPool;
@@ -24,51 +20,10 @@ use uuid::Uuid;
 use crate::Error;
 use crate::argo::Application;
 use crate::domain::{Deployment, DeploymentStatus};
+use crate::events;
+use crate::metrics::DeployMetrics;
 use crate::store::{self, NewDeployment};
 use crate::sync::{self, FIELD_MANAGER};
-
-pub mod names {
-    pub const COMMIT_TO_LIVE: &str = "homestation_deploy_commit_to_live_seconds";
-    pub const DEPLOYMENTS: &str = "homestation_deploy_deployments";
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
-pub struct OutcomeLabel {
-    /// healthy, degraded or rolled_back
-    pub outcome: &'static str,
-}
-
-#[derive(Clone)]
-pub struct DeployMetrics {
-    pub commit_to_live: Histogram,
-    pub deployments: Family<OutcomeLabel, Counter>,
-}
-
-impl DeployMetrics {
-    pub fn new(metrics: &service_kit::metrics::Metrics) -> Self {
-        let this = Self {
-            commit_to_live: Histogram::new([
-                5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0,
-            ]),
-            deployments: Family::default(),
-        };
-        metrics.register(
-            names::COMMIT_TO_LIVE,
-            "From a commit (or its webhook) to its app being Healthy",
-            this.commit_to_live.clone(),
-        );
-        metrics.register(
-            names::DEPLOYMENTS,
-            "Deployments, by how they ended",
-            this.deployments.clone(),
-        );
-        // At 0 from the start, so `increase()` sees the first degraded or rolled-back deployment.
-        for outcome in ["healthy", "degraded", "rolled_back"] {
-            drop(this.deployments.get_or_create(&OutcomeLabel { outcome }));
-        }
-        this
-    }
-}
 
 pub struct Watcher {
     pub pool: PgPool,
@@ -81,15 +36,6 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    fn event(app: &Application, revision: &str, reason: Option<String>) -> bus::Deployment {
-        bus::Deployment {
-            app: app.name().to_owned(),
-            namespace: app.namespace().to_owned(),
-            revision: revision.to_owned(),
-            reason,
-        }
-    }
-
     /// The newest deployment of this app and revision; a sync nobody asked the deployer for gets one now.
     async fn deployment_of(&self, app: &Application, revision: &str) -> Result<Deployment, Error> {
         if let Some(found) =
@@ -123,38 +69,41 @@ impl Watcher {
         let d = self.deployment_of(app, revision).await?;
         let mut tx = self.pool.begin().await?;
         if d.synced_at.is_none() && d.status == DeploymentStatus::Requested {
-            let event = Event::DeploySynced(Self::event(app, revision, None));
-            store::move_to(&mut tx, d.id, DeploymentStatus::Synced, None, Some(event)).await?;
+            let event = events::deployment(DeploymentStatus::Synced, app, revision, None);
+            store::move_to(&mut tx, d.id, DeploymentStatus::Synced, None, event).await?;
         }
         let mut roll_back = None;
         if d.status.in_flight() {
             match health.status.as_str() {
                 "Healthy" => {
-                    let event = Event::DeployHealthy(Self::event(app, revision, None));
-                    store::move_to(&mut tx, d.id, DeploymentStatus::Healthy, None, Some(event))
-                        .await?;
+                    let event = events::deployment(DeploymentStatus::Healthy, app, revision, None);
+                    store::move_to(&mut tx, d.id, DeploymentStatus::Healthy, None, event).await?;
                     if let Some(start) = d.committed_at.or(d.webhook_at) {
                         let seconds = (Utc::now() - start).num_milliseconds() as f64 / 1000.0;
-                        self.metrics.commit_to_live.observe(seconds.max(0.0));
+                        self.metrics.live_after(seconds);
                     }
-                    self.count(DeploymentStatus::Healthy);
+                    self.metrics.ended(DeploymentStatus::Healthy);
                 }
                 "Degraded" => {
                     let reason = format!(
                         "Degraded after the sync of {revision}: {}",
                         health.message.as_deref().unwrap_or("no message")
                     );
-                    let event =
-                        Event::DeployDegraded(Self::event(app, revision, Some(reason.clone())));
+                    let event = events::deployment(
+                        DeploymentStatus::Degraded,
+                        app,
+                        revision,
+                        Some(&reason),
+                    );
                     store::move_to(
                         &mut tx,
                         d.id,
                         DeploymentStatus::Degraded,
                         Some(&reason),
-                        Some(event),
+                        event,
                     )
                     .await?;
-                    self.count(DeploymentStatus::Degraded);
+                    self.metrics.ended(DeploymentStatus::Degraded);
                     if d.rollback_of.is_none() {
                         roll_back = Some(reason);
                     }
@@ -168,15 +117,6 @@ impl Watcher {
             self.roll_back(app, d.id, revision, &reason).await?;
         }
         Ok(())
-    }
-
-    fn count(&self, ended: DeploymentStatus) {
-        if let Some(outcome) = ended.outcome() {
-            self.metrics
-                .deployments
-                .get_or_create(&OutcomeLabel { outcome })
-                .inc();
-        }
     }
 
     /// Syncs the app back to the newest revision that was Healthy before `bad`, once.
@@ -233,13 +173,13 @@ impl Watcher {
                 source,
             })?;
         let mut tx = self.pool.begin().await?;
-        let event = Event::DeployRolledBack(Self::event(app, revision, Some(reason.clone())));
+        let event = events::deployment(DeploymentStatus::RolledBack, app, revision, Some(&reason));
         store::move_to(
             &mut tx,
             bad,
             DeploymentStatus::RolledBack,
             Some(&reason),
-            Some(event),
+            event,
         )
         .await?;
         let rollback = NewDeployment {
@@ -254,7 +194,7 @@ impl Watcher {
         store::insert(&mut *tx, &rollback).await?;
         tx.commit().await?;
         self.outbox.notify_one();
-        self.count(DeploymentStatus::RolledBack);
+        self.metrics.ended(DeploymentStatus::RolledBack);
         tracing::warn!(app = app.name(), %reason, "deployment rolled back");
         Ok(())
     }

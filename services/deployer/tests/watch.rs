@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deployer::argo::Application;
-use deployer::watch::{DeployMetrics, Watcher};
+use deployer::metrics::DeployMetrics;
+use deployer::watch::Watcher;
 use http::{Method, Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};

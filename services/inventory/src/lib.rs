@@ -1,6 +1,7 @@
 //! Inventory: the system of record of the lab (nodes, services, health) and its unified view.
 
 pub mod api;
+pub mod config;
 pub mod domain;
 mod events;
 pub mod exports;
@@ -13,41 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bus::{ConsumerSettings, ConsumerSpec, Stream};
-use serde::Deserialize;
 use service_core::Core;
-use service_kit::auth::AuthSettings;
-use service_kit::{DatabaseSettings, HttpSettings, NatsSettings, Shutdown};
+use service_kit::Shutdown;
 use tokio::net::TcpListener;
 
 /// The durable consumer name inventory reads every other service's events with.
 pub const CONSUMER: &str = "inventory";
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub http: HttpSettings,
-    pub grpc: HttpSettings,
-    pub database: DatabaseSettings,
-    pub nats: NatsSettings,
-    pub auth: AuthSettings,
-    pub consumer: ConsumerSettings,
-    /// How long in-flight requests and events may take to finish after a shutdown signal.
-    pub shutdown_grace_secs: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            http: HttpSettings::with_port(8080),
-            grpc: HttpSettings::with_port(8081),
-            database: DatabaseSettings::default(),
-            nats: NatsSettings::default(),
-            auth: AuthSettings::default(),
-            consumer: ConsumerSettings::default(),
-            shutdown_grace_secs: 10,
-        }
-    }
-}
+pub use config::Config;
 
 pub type Error = service_core::Error;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
