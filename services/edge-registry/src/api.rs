@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use bus::{Envelope, Event, NodeEnrolled};
+use bus::{Event, NodeEnrolled};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -20,11 +20,11 @@ use tokio::sync::Notify;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::SOURCE;
 use crate::bus_access::{BusCredential, NodeCredentials};
 use crate::domain::{
     self, EnrollRequest, Enrollment, JoinToken, JoinTokenRequest, K3sAgentConfig, Taint,
 };
+use crate::events;
 use crate::liveness::Fleet;
 use crate::store::{self, EdgeNode, TokenInfo};
 
@@ -274,7 +274,7 @@ async fn enroll(
         labels: labels.clone(),
         facts: enrollment.facts.clone(),
     });
-    bus::outbox::enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
+    events::announce(&mut tx, event).await?;
     tx.commit().await?;
     s.outbox.notify_one();
     s.fleet.enrolled(node_id, &node.name);
@@ -385,7 +385,7 @@ async fn remove_node(
         name: removed.name.clone(),
         by: identity.subject.clone(),
     });
-    bus::outbox::enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
+    events::announce(&mut tx, event).await?;
     tx.commit().await?;
     s.outbox.notify_one();
     s.fleet.forget(removed.id);

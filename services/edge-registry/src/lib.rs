@@ -2,9 +2,12 @@
 
 pub mod api;
 pub mod bus_access;
+pub mod config;
 pub mod domain;
+pub mod events;
 pub mod kube_nodes;
 pub mod liveness;
+pub mod metrics;
 pub mod names;
 pub mod store;
 
@@ -12,87 +15,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use service_core::Core;
-use service_kit::auth::AuthSettings;
-use service_kit::{DatabaseSettings, HttpSettings, NatsSettings, Shutdown, VaultSettings};
+use service_kit::Shutdown;
 
 use crate::api::{AgentSettings, AgentTokenReader};
-use crate::bus_access::{CalloutSettings, NodeCredentials};
-use crate::liveness::{Fleet, FleetMetrics, LivenessSettings};
+use crate::bus_access::NodeCredentials;
+use crate::liveness::Fleet;
+use crate::metrics::FleetMetrics;
 
-/// The source name on every event edge-registry publishes.
-pub const SOURCE: &str = "edge-registry";
+pub use events::SOURCE;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct K3sSettings {
-    /// The K3s server on the control node's tailnet address.
-    pub server_url: String,
-    /// The interface flannel must use: Tailscale's, not the LAN's.
-    pub flannel_iface: String,
-    /// Where the cluster's agent token is in Vault's KV v2 (`vault.kv_mount`), and under which key. The
-    /// K3s server token is never read: whoever holds it is cluster-admin in effect.
-    pub agent_token_path: String,
-    pub agent_token_key: String,
-}
-
-impl Default for K3sSettings {
-    fn default() -> Self {
-        Self {
-            server_url: "https://100.64.0.1:6443".into(),
-            flannel_iface: "tailscale0".into(),
-            agent_token_path: "homestation/k3s".into(),
-            agent_token_key: "agent_token".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub http: HttpSettings,
-    /// Enrolment's own listener, the only port the tailnet reaches: `POST /v1/enroll` and nothing else
-    /// (no route there takes a human's identity).
-    pub enrol: HttpSettings,
-    pub database: DatabaseSettings,
-    pub nats: NatsSettings,
-    pub auth: AuthSettings,
-    pub vault: VaultSettings,
-    pub k3s: K3sSettings,
-    pub liveness: LivenessSettings,
-    pub kube: kube_nodes::KubeSettings,
-    /// How edge nodes are admitted to the bus (the auth callout this service answers).
-    pub callout: CalloutSettings,
-    /// Where names are checked before a node may take one.
-    pub inventory: names::InventorySettings,
-    /// The NATS URL agents publish heartbeats to (reachable over the tailnet); defaults to `nats.url`.
-    pub agent_nats_url: Option<String>,
-    /// The longest a join token may live.
-    pub max_token_ttl_secs: u64,
-    pub shutdown_grace_secs: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            http: HttpSettings::with_port(8082),
-            enrol: HttpSettings::with_port(8088),
-            database: DatabaseSettings::local("edge_registry"),
-            nats: NatsSettings::default(),
-            auth: AuthSettings::default(),
-            vault: VaultSettings::default(),
-            k3s: K3sSettings::default(),
-            liveness: LivenessSettings::default(),
-            kube: kube_nodes::KubeSettings::default(),
-            callout: CalloutSettings::default(),
-            inventory: names::InventorySettings::default(),
-            agent_nats_url: None,
-            max_token_ttl_secs: 7 * 24 * 3600,
-            shutdown_grace_secs: 10,
-        }
-    }
-}
+pub use config::{Config, K3sSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -8,26 +8,15 @@ use std::time::Duration;
 use bus::{Envelope, Event, Namespace, NodeHeartbeat, NodeLiveness};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use serde::Deserialize;
 use service_kit::Shutdown;
-use service_kit::metrics::Metrics;
 use sqlx::PgPool;
 use sqlx::types::Json;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::store;
-
-pub mod names {
-    pub const HEARTBEATS: &str = "homestation_edge_heartbeats";
-    pub const NODES: &str = "homestation_edge_nodes";
-    pub const HEARTBEAT_LAG: &str = "homestation_edge_heartbeat_lag_seconds";
-}
+use crate::metrics::{FleetMetrics, StateLabel};
+use crate::{events, store};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -53,12 +42,6 @@ impl Default for LivenessSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct StateLabel {
-    /// online, stale or offline
-    pub state: &'static str,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     Online,
@@ -81,56 +64,6 @@ impl State {
             "stale" => State::Stale,
             _ => State::Online,
         }
-    }
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabel {
-    /// accepted, unknown_node or malformed
-    pub outcome: &'static str,
-}
-
-#[derive(Clone)]
-pub struct FleetMetrics {
-    pub heartbeats: Family<OutcomeLabel, Counter>,
-    pub nodes: Family<StateLabel, Gauge>,
-    pub lag: Histogram,
-}
-
-impl FleetMetrics {
-    pub fn new(metrics: &Metrics) -> Self {
-        let this = Self {
-            heartbeats: Family::default(),
-            nodes: Family::default(),
-            lag: Histogram::new([
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-            ]),
-        };
-        metrics.register(
-            names::HEARTBEATS,
-            "Heartbeats received, by outcome",
-            this.heartbeats.clone(),
-        );
-        metrics.register(
-            names::NODES,
-            "Enrolled edge nodes by liveness state",
-            this.nodes.clone(),
-        );
-        metrics.register(
-            names::HEARTBEAT_LAG,
-            "Time from a heartbeat's sending to its receipt",
-            this.lag.clone(),
-        );
-        for outcome in ["accepted", "unknown_node", "malformed"] {
-            drop(this.heartbeats.get_or_create(&OutcomeLabel { outcome }));
-        }
-        this
-    }
-
-    fn count(&self, outcome: &'static str) {
-        self.heartbeats
-            .get_or_create(&OutcomeLabel { outcome })
-            .inc();
     }
 }
 
@@ -361,23 +294,19 @@ fn sweep(
 async fn apply(pool: &PgPool, t: &Transition) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     store::set_state(&mut tx, t.id, t.to.as_str()).await?;
-    let liveness = |reason: String| NodeLiveness {
-        node_id: t.id,
-        name: t.name.clone(),
-        last_seen: t.last_seen,
-        reason: Some(reason),
-    };
-    let event = match (t.from, t.to) {
-        (_, State::Offline) => Some(Event::NodeOffline(liveness(format!(
-            "missed {} heartbeats",
-            t.missed
-        )))),
-        (State::Offline, _) => Some(Event::NodeOnline(liveness("heartbeats resumed".into()))),
-        _ => None,
-    };
-    if let Some(event) = event {
+    if let Some(event) = events::liveness_changed(
+        t.from,
+        t.to,
+        NodeLiveness {
+            node_id: t.id,
+            name: t.name.clone(),
+            last_seen: t.last_seen,
+            reason: None,
+        },
+        t.missed,
+    ) {
         tracing::info!(node = %t.name, from = t.from.as_str(), to = t.to.as_str(), "edge node liveness changed");
-        bus::outbox::enqueue(&mut tx, &Envelope::new(crate::SOURCE, event)).await?;
+        events::announce(&mut tx, event).await?;
     }
     tx.commit().await
 }
