@@ -3,6 +3,7 @@
 //! verifies, and restores the previous value when verification fails. See `engine` for the state machine.
 
 pub mod api;
+pub mod config;
 pub mod database;
 pub mod engine;
 pub mod generator;
@@ -16,53 +17,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bus::{ConsumerSettings, ConsumerSpec, Stream};
-use serde::Deserialize;
 use service_core::Core;
-use service_kit::auth::AuthSettings;
-use service_kit::{DatabaseSettings, HttpSettings, NatsSettings, Shutdown, VaultSettings};
+use service_kit::Shutdown;
 
 use crate::engine::{AckHandler, Rotator};
-use crate::policy::PolicySettings;
 
 const CONSUMER: &str = "secrets-rotator";
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KubeSettings {
-    /// Roll the policies' Deployments through the Kubernetes API (in-cluster or kubeconfig credentials).
-    pub enabled: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub http: HttpSettings,
-    pub database: DatabaseSettings,
-    pub nats: NatsSettings,
-    pub auth: AuthSettings,
-    /// The rotator's Vault token needs the policy `secrets_rotator_policy` generates.
-    pub vault: VaultSettings,
-    pub kube: KubeSettings,
-    pub consumer: ConsumerSettings,
-    pub policies: Vec<PolicySettings>,
-    pub shutdown_grace_secs: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            http: HttpSettings::with_port(8085),
-            database: DatabaseSettings::local("secrets_rotator"),
-            nats: NatsSettings::default(),
-            auth: AuthSettings::default(),
-            vault: VaultSettings::default(),
-            kube: KubeSettings::default(),
-            consumer: ConsumerSettings::default(),
-            policies: Vec::new(),
-            shutdown_grace_secs: 10,
-        }
-    }
-}
+pub use config::{Config, KubeSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
