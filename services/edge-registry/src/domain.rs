@@ -348,6 +348,32 @@ pub fn node_labels(
     labels
 }
 
+/// A node's liveness: online, stale (heartbeats missed, shown only) or offline (announced, cordoned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Online,
+    Stale,
+    Offline,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Online => "online",
+            State::Stale => "stale",
+            State::Offline => "offline",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Self {
+        match raw {
+            "offline" => State::Offline,
+            "stale" => State::Stale,
+            _ => State::Online,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

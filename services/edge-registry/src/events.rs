@@ -4,7 +4,7 @@
 use bus::{Envelope, Event, NodeLiveness};
 use sqlx::PgConnection;
 
-use crate::liveness::State;
+use crate::domain::State;
 
 /// The source name on every event edge-registry publishes.
 pub const SOURCE: &str = "edge-registry";

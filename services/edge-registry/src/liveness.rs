@@ -15,6 +15,7 @@ use sqlx::types::Json;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+pub use crate::domain::State;
 use crate::metrics::{FleetMetrics, StateLabel};
 use crate::{events, store};
 
@@ -38,31 +39,6 @@ impl Default for LivenessSettings {
             stale_after_missed: 2,
             offline_after_missed: 4,
             check_interval_ms: 1000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum State {
-    Online,
-    Stale,
-    Offline,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Online => "online",
-            State::Stale => "stale",
-            State::Offline => "offline",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Self {
-        match raw {
-            "offline" => State::Offline,
-            "stale" => State::Stale,
-            _ => State::Online,
         }
     }
 }
