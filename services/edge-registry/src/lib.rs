@@ -23,8 +23,6 @@ use crate::bus_access::NodeCredentials;
 use crate::liveness::Fleet;
 use crate::metrics::FleetMetrics;
 
-pub use events::SOURCE;
-
 pub use config::{Config, K3sSettings};
 
 #[derive(Debug, thiserror::Error)]

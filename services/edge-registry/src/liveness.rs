@@ -15,7 +15,7 @@ use sqlx::types::Json;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-pub use crate::domain::State;
+use crate::domain::State;
 use crate::metrics::{FleetMetrics, StateLabel};
 use crate::{events, store};
 
